@@ -87,3 +87,56 @@ def test_choose_precision_reads_model_type_from_a_model():
     class Model: config = Cfg()
     with patch.object(core, 'cpu_flags', lambda: frozenset()):
         assert choose_precision('cpu', Model()).name == 'fp32'
+
+
+# ---- plots (the layer above core; its quick checks live in nbs/01_plots.ipynb) ----
+import matplotlib
+matplotlib.use('Agg')  # tests only: the notebooks display inline
+import matplotlib.pyplot as plt
+from finetune_notebooks.plots import plot_losses, plot_lr, plot_token_lengths, plot_confusion
+
+
+def test_plots_in_a_loop_leave_no_open_figures(tmp_path):
+    hist = [{'loss': 1.0 / s, 'learning_rate': 1e-3, 'step': s} for s in range(1, 6)]
+    for i in range(25):
+        plot_losses(hist, path=tmp_path / f'a{i}.png'); plot_lr(hist)
+        plot_token_lengths([3, 4, 5], max_length=4); plot_confusion([0, 1], [1, 1], ['n', 'p'])
+    assert plt.get_fignums() == []
+    assert len(list(tmp_path.glob('*.png'))) == 25
+
+
+def test_each_plot_saves_a_png_in_a_new_folder(tmp_path):
+    hist = [{'loss': 2.0, 'step': 1}, {'loss': 1.0, 'learning_rate': 1e-4, 'step': 2}]
+    calls = {'losses': lambda p: plot_losses(hist, path=p), 'lr': lambda p: plot_lr(hist, path=p),
+             'lengths': lambda p: plot_token_lengths([1, 2, 30], max_length=8, path=p),
+             'confusion': lambda p: plot_confusion([0, 1, 1], [0, 1, 0], ['a', 'b'], path=p)}
+    for name, f in calls.items():
+        p = tmp_path / 'deep' / name / 'fig.png'
+        fig = f(p)
+        assert p.stat().st_size > 1000 and p.read_bytes()[:4] == b'\x89PNG', name
+        assert fig.axes[0].get_xlabel() and fig.axes[0].get_ylabel(), name
+
+
+def test_plot_losses_reads_a_real_trainer_log(tmp_path):
+    "A real (tiny) Trainer run: its log_history has the keys plot_losses expects, tokens included."
+    from torch import nn
+    from transformers import Trainer, TrainingArguments
+    class M(nn.Module):
+        def __init__(self): super().__init__(); self.emb = nn.Embedding(10, 2)
+        def forward(self, input_ids, labels=None):
+            logits = self.emb(input_ids).mean(1)
+            return {'loss': nn.functional.cross_entropy(logits, labels), 'logits': logits}
+    class DS(torch.utils.data.Dataset):
+        def __len__(self): return 32
+        def __getitem__(self, i): return {'input_ids': torch.tensor([i % 10] * 4), 'labels': torch.tensor(i % 2)}
+    args = TrainingArguments(str(tmp_path), use_cpu=True, max_steps=8, per_device_train_batch_size=4, logging_steps=2,
+                             eval_strategy='steps', eval_steps=4, include_num_input_tokens_seen=True,
+                             report_to=[], save_strategy='no', disable_tqdm=True)
+    tr = Trainer(model=M(), args=args, train_dataset=DS(), eval_dataset=DS())
+    tr.train()
+    fig = plot_losses(tr.state.log_history, x='tokens')
+    lines = {l.get_label(): l for l in fig.axes[0].lines}
+    assert set(lines) == {'training', 'validation'}
+    assert len(lines['training'].get_xdata()) == 4 and len(lines['validation'].get_xdata()) == 2
+    assert max(lines['training'].get_xdata()) == 8 * 4 * 4  # steps x batch x tokens per example
+    assert len(plot_lr(tr).axes[0].lines[0].get_xdata()) == 4  # a Trainer works as the history too
