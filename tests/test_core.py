@@ -140,3 +140,15 @@ def test_plot_losses_reads_a_real_trainer_log(tmp_path):
     assert len(lines['training'].get_xdata()) == 4 and len(lines['validation'].get_xdata()) == 2
     assert max(lines['training'].get_xdata()) == 8 * 4 * 4  # steps x batch x tokens per example
     assert len(plot_lr(tr).axes[0].lines[0].get_xdata()) == 4  # a Trainer works as the history too
+
+
+def test_an_http_error_answer_still_means_the_hub_is_there():
+    import urllib.error
+    def answer(code):
+        def fake(req, timeout): raise urllib.error.HTTPError(req.full_url, code, 'x', {}, None)
+        return fake
+    for code, want in [(429, True), (503, False)]:
+        core._probe.cache_clear()
+        with patch.dict(os.environ, {'HF_HUB_OFFLINE': ''}), patch('urllib.request.urlopen', answer(code)):
+            assert core.hub_reachable() is want, code
+    core._probe.cache_clear()
