@@ -57,6 +57,14 @@ def test_save_load_round_trip(tmp_path, name, task, cls):
     assert model2.config.pad_token_id == tok2.pad_token_id
 
 
+def test_saved_classifier_keeps_its_classes(tmp_path):
+    model, tok = load_model('tiny-bert', 'seq-cls', id2label={0: 'sad', 1: 'calm', 2: 'happy'})
+    model.save_pretrained(tmp_path); tok.save_pretrained(tmp_path)
+    again, _ = load_model(str(tmp_path), 'seq-cls')
+    assert again.config.id2label == {0: 'sad', 1: 'calm', 2: 'happy'} and again.classifier.out_features == 3
+    assert same_weights(model, again)
+
+
 def test_special_tokens_per_family():
     _, g = load_model('tiny-gpt2')
     assert g.eos_token == g.bos_token == '<|endoftext|>' and g.pad_token == '<|pad|>'
