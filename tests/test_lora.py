@@ -1,0 +1,61 @@
+"End-to-end checks of finetune_notebooks.lora: a smoke run through `run`, targets, adapter and merged reloads."
+import json
+import pytest, torch
+from peft import get_peft_model
+from finetune_notebooks import models
+from finetune_notebooks.classify import load_classifier
+from finetune_notebooks.lora import LoraRunConfig, run, lora_config, add_lora, load_adapter, merge_lora, dir_size_mb
+
+KEYS = ('method', 'model', 'device', 'precision', 'train_loss', 'accuracy_before', 'f1_before', 'accuracy_after',
+        'f1_after', 'eval_loss', 'train_runtime_s', 'estimated_runtime_s', 'train_tokens', 'tokens_per_s',
+        'padding_fraction', 'trainable_share', 'peak_memory_mb', 'checkpoint_mb')
+
+
+@pytest.fixture(scope='module')
+def smoke_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp('lora') / 'out'
+    return out, run(LoraRunConfig.smoke(), out)
+
+
+def test_metrics_json_and_loss_png(smoke_run):
+    out, _ = smoke_run
+    m = json.loads((out / 'metrics.json').read_text())
+    for k in KEYS: assert k in m, f'metrics.json lacks {k}'
+    assert m['method'] == 'lora' and 0 < m['trainable_share'] < 0.5
+    assert (out / 'loss.png').stat().st_size > 1000
+
+
+def test_adapter_reloads_and_merges(smoke_run, tmp_path):
+    out, _ = smoke_run
+    cfg = LoraRunConfig.smoke()
+    adapted, tok = load_adapter(out / 'model', cfg)
+    x = tok(['a fine day', 'a dreadful day'], padding=True, return_tensors='pt')
+    with torch.no_grad(): want = adapted(**x).logits
+    merged = merge_lora(adapted)
+    merged.save_pretrained(tmp_path / 'merged'); tok.save_pretrained(tmp_path / 'merged')
+    plain, tok2 = models.load_model(str(tmp_path / 'merged'), task='seq-cls')
+    assert not hasattr(plain, 'peft_config')
+    with torch.no_grad(): torch.testing.assert_close(plain(**tok2(['a fine day', 'a dreadful day'], padding=True, return_tensors='pt')).logits, want, atol=1e-4, rtol=1e-4)
+    assert dir_size_mb(out / 'model') < dir_size_mb(tmp_path / 'merged')
+
+
+def test_minilm_share_under_5_percent():
+    model, _ = models.load_model('minilm', task='seq-cls')
+    share = models.parameter_share(add_lora(model, LoraRunConfig(r=8)))
+    assert 0 < share < 0.05
+
+
+@pytest.mark.parametrize('name,targets,head', [('tiny-bert', ('query', 'value'), 'classifier'), ('tiny-gpt2', ('c_attn',), 'score')])
+def test_only_intended_modules_trainable(name, targets, head):
+    model, _ = models.load_model(name, task='seq-cls')
+    pm = get_peft_model(model, lora_config(model))
+    names = [n for n, p in pm.named_parameters() if p.requires_grad]
+    assert names and all(('lora_' in n and any(t in n for t in targets)) or head in n for n in names)
+    assert all(any(t in n for n in names) for t in targets) and any(head in n for n in names)
+    assert lora_config(model).fan_in_fan_out == (name == 'tiny-gpt2')
+
+
+def test_unknown_architecture_message():
+    class Cfg: model_type = 't5'
+    class M: config = Cfg()
+    with pytest.raises(ValueError, match="model_type 't5'"): lora_config(M())
