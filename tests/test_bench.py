@@ -1,0 +1,70 @@
+"Benchmark: JSON schema of a tiny run, padding-share and article-001 projection arithmetic (no timing asserts)."
+import json, math
+
+import pytest
+import torch
+
+from finetune_notebooks import bench
+from finetune_notebooks.bench import (ARTICLE001, METHODS, BenchConfig, batch_positions, estimate_error, loader_positions,
+                                      padding_share, project_minutes, speedup, targets_met)
+
+ARM_KEYS = {'useful_tokens_per_s', 'examples_per_s', 'wall_s', 'peak_rss_mb', 'padding_fraction', 'eval_metric'}
+
+
+@pytest.fixture(scope='module')
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp('bench') / 'out' / 'bench.json'
+    res = bench.run_bench(BenchConfig.tiny(), out, verbose=False)
+    return res, json.loads(out.read_text())
+
+
+def test_json_schema(tiny_run):
+    res, saved = tiny_run
+    for m in ('jokes', 'classify', 'instruct'):
+        for arm in ('baseline', 'ours'):
+            assert ARM_KEYS <= set(saved[m][arm]), (m, arm)
+            assert all(isinstance(saved[m][arm][k], (int, float)) for k in ARM_KEYS)
+            assert 0 <= saved[m][arm]['padding_fraction'] < 1
+            assert saved[m][arm]['examples'] == BenchConfig.tiny().n_train[m] # same examples in both arms
+        assert saved[m]['speedup'] > 0 and saved[m]['estimate_error'] >= 0
+        assert saved[m]['baseline']['precision'] == 'fp32' and saved[m]['baseline']['attention'] == 'eager'
+        assert saved[m]['ours']['attention'] == 'sdpa' and saved[m]['ours']['optimizer'] == 'adamw_torch_fused'
+    assert 0 <= saved['classify']['ours']['eval_metric'] <= 1 # accuracy
+    assert saved['article001_projected_minutes'] > 0
+    assert saved['generation']['batched_tokens_per_s'] > 0 and saved['generation']['single_tokens_per_s'] > 0
+    assert {'device', 'precision', 'threads'} <= set(saved) and saved['threads'] >= 1
+    assert set(targets_met(res)) and all(isinstance(v, bool) for v in targets_met(res).values())
+
+
+def test_padding_is_lower_for_ours(tiny_run):
+    _, saved = tiny_run
+    for m in METHODS: assert saved[m]['ours']['padding_fraction'] < saved[m]['baseline']['padding_fraction'], m
+    # packed jokes: the only padding is the tail of the last block in each batch
+    assert saved['jokes']['ours']['padding_fraction'] < 0.3 < saved['jokes']['baseline']['padding_fraction']
+
+
+def test_padding_arithmetic():
+    ids = torch.tensor([[1, 1, 1, 0], [1, 0, 0, 0]])
+    b = {'input_ids': ids, 'attention_mask': (ids != 0).long()}
+    assert batch_positions(b) == (4, 8)
+    assert padding_share(*batch_positions(b)) == 0.5
+    assert batch_positions({'input_ids': ids}, pad_token_id=0) == (4, 8) # no mask: the pad id decides
+    s2s = {**b, 'labels': torch.tensor([[3, -100], [3, 3]])}  # decoder positions count too
+    assert batch_positions(s2s) == (4 + 3, 8 + 4)
+    assert loader_positions([b, b, b]) == (12, 24)
+    assert padding_share(0, 0) == 0.0
+
+
+def test_projection_and_ratios():
+    tokens = ARTICLE001['examples'] * ARTICLE001['tokens_per_example'] * ARTICLE001['epochs']
+    assert tokens == 600_000
+    assert math.isclose(project_minutes(tokens / 60 / 45), 45) # exactly 45 min at that rate
+    assert math.isclose(project_minutes(200, examples=100, tokens_per_example=12, epochs=10), 1.0)
+    with pytest.raises(ValueError, match='positive tokens/s'): project_minutes(-1)
+    assert math.isclose(speedup({'k': 9.0}, {'k': 3.0}, 'k'), 3.0) and speedup({'k': 1}, {}, 'k') is None
+    assert math.isclose(estimate_error(80, 100), 0.2) and estimate_error(1, 0) is None
+
+
+def test_split_refuses_too_many():
+    with pytest.raises(ValueError, match='lower n_train/n_eval'):
+        bench._split(bench.joke_dataset(), 10_000, 10, 42)
