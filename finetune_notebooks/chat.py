@@ -4,9 +4,10 @@
 
 # %% auto #0
 __all__ = ['CHAT_TEMPLATE', 'Config', 'add_chat_template', 'encode_chat', 'turn_starts', 'fit_chat', 'prepare_chats',
-           'load_chats', 'make_collator', 'chat', 'chat_replies', 'chat_trainer', 'evaluate_chat', 'run']
+           'load_chats', 'make_collator', 'chat', 'chat_replies', 'chat_trainer', 'trained_model', 'evaluate_chat',
+           'run']
 
-# %% ../nbs/11_gpt2_chat.ipynb #7a5e1847
+# %% ../nbs/11_gpt2_chat.ipynb #f5a491df
 import dataclasses, math, os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,7 @@ from .models import load_model
 from .lm import generate_ids, get_preset, perplexity
 from .train import make_trainer, padding_fraction, trainer_precision, save_atomic, train_with_estimate, training_args, write_run
 
-# %% ../nbs/11_gpt2_chat.ipynb #b0cb012e
+# %% ../nbs/11_gpt2_chat.ipynb #600a7caa
 @dataclass
 class Config:
     "Settings of the chat fine-tune; `Config()` is the article's recipe on the Hub."
@@ -66,7 +67,7 @@ class Config:
         mode = mode or run_mode()
         return {'smoke': cls.smoke, 'offline': cls.offline, 'full': cls}[mode]()
 
-# %% ../nbs/11_gpt2_chat.ipynb #e079b1fa
+# %% ../nbs/11_gpt2_chat.ipynb #633cf966
 CHAT_TEMPLATE = (
     "{% for m in messages %}{% if not loop.first %}{{ '\\n' }}{% endif %}"
     "{% if m['role'] == 'assistant' %}{{ 'assistant:' }}"
@@ -84,7 +85,7 @@ def add_chat_template(tokenizer, # a fast tokenizer with an EOS token (GPT-2 has
     tokenizer.chat_template = template
     return tokenizer
 
-# %% ../nbs/11_gpt2_chat.ipynb #7260082e
+# %% ../nbs/11_gpt2_chat.ipynb #3f06959b
 def encode_chat(messages:list, # [{'role':..., 'content':...}, ...]
                 tokenizer): # tokenizer with CHAT_TEMPLATE
     "Token ids of a conversation and labels that are -100 outside assistant turns."
@@ -92,7 +93,7 @@ def encode_chat(messages:list, # [{'role':..., 'content':...}, ...]
     ids, mask = list(enc['input_ids']), list(enc['assistant_masks'])
     return {'input_ids': ids, 'labels': [i if m else -100 for i, m in zip(ids, mask)]}
 
-# %% ../nbs/11_gpt2_chat.ipynb #453b3c86
+# %% ../nbs/11_gpt2_chat.ipynb #4506c8c3
 def turn_starts(messages:list): # [{'role':..., 'content':...}, ...]
     "Indices where a trimmed conversation may start: the first message and every user message."
     return [i for i, m in enumerate(messages) if i == 0 or m['role'] == 'user']
@@ -108,7 +109,7 @@ def fit_chat(messages:list, # [{'role':..., 'content':...}, ...]
             return {**cut, 'trimmed': start, 'truncated': len(enc['input_ids']) > max_length}
     return None
 
-# %% ../nbs/11_gpt2_chat.ipynb #38561ffe
+# %% ../nbs/11_gpt2_chat.ipynb #31a07454
 def _fit_row(row, tokenizer, max_length):
     fit = fit_chat(row['messages'], tokenizer, max_length)
     if fit is None: return {'input_ids': [], 'labels': [], 'trimmed': 0, 'truncated': False, 'dropped': True}
@@ -126,7 +127,7 @@ def prepare_chats(ds:Dataset, # a data set with a `messages` column
     kept = fitted.filter(lambda d: not d, input_columns='dropped').select_columns(['input_ids', 'labels'])
     return kept, report
 
-# %% ../nbs/11_gpt2_chat.ipynb #3bdc6572
+# %% ../nbs/11_gpt2_chat.ipynb #6bd4ccbc
 def _subset(ds, n, seed):
     return ds if n is None or n >= len(ds) else ds.shuffle(seed=seed).select(range(n))
 
@@ -144,13 +145,13 @@ def load_chats(cfg:Config): # uses data, n_train, n_test, splits, seed, n_offlin
         dd = DatasetDict(train=load_dataset(name, split=cfg.train_split), test=load_dataset(name, split=cfg.test_split))
     return DatasetDict(train=_subset(dd['train'], cfg.n_train, cfg.seed), test=_subset(dd['test'], cfg.n_test, cfg.seed))
 
-# %% ../nbs/11_gpt2_chat.ipynb #5995d78f
+# %% ../nbs/11_gpt2_chat.ipynb #daad348c
 def make_collator(tokenizer): # tokenizer with a pad token
     "Pad `input_ids` with the pad token and `labels` with -100."
     if tokenizer.pad_token is None: raise ValueError("the tokenizer has no pad token: load it with models.load_model, which adds <|pad|>")
     return DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)
 
-# %% ../nbs/11_gpt2_chat.ipynb #a9a5abe3
+# %% ../nbs/11_gpt2_chat.ipynb #8d3b3649
 def chat(model, tokenizer, # a causal LM and its tokenizer with CHAT_TEMPLATE
          messages_or_text, # a user message, or a conversation ending with a user turn
          preset='greedy', # a name in lm.PRESETS ('greedy', 'balanced', 'creative') or an lm.GenerationPreset
@@ -163,13 +164,13 @@ def chat(model, tokenizer, # a causal LM and its tokenizer with CHAT_TEMPLATE
     reply = tokenizer.decode(ids, skip_special_tokens=True)
     return reply.split('\nuser:')[0].strip()  # a model that missed EOS may start the user's next line
 
-# %% ../nbs/11_gpt2_chat.ipynb #8bb37f07
+# %% ../nbs/11_gpt2_chat.ipynb #93379b0c
 def chat_replies(model, tokenizer, # a causal LM and its tokenizer with CHAT_TEMPLATE
                  cfg:Config): # uses prompts and max_new_tokens
     "Greedy replies to `cfg.prompts`, as {prompt: reply}."
     return {p: chat(model, tokenizer, p, preset='greedy', max_new_tokens=cfg.max_new_tokens) for p in cfg.prompts}
 
-# %% ../nbs/11_gpt2_chat.ipynb #3bd730d8
+# %% ../nbs/11_gpt2_chat.ipynb #ed65c7e3
 def chat_trainer(model, tokenizer, # a causal LM and its tokenizer with CHAT_TEMPLATE
                  train_ds:Dataset, eval_ds:Dataset, # tokenized by prepare_chats
                  cfg:Config, # recipe
@@ -184,7 +185,11 @@ def chat_trainer(model, tokenizer, # a causal LM and its tokenizer with CHAT_TEM
         save_strategy='steps', save_steps=cfg.eval_steps or 200, save_total_limit=1, seed=cfg.seed)
     return make_trainer(model, tokenizer, args, train_ds, eval_ds, collator=make_collator(tokenizer))
 
-# %% ../nbs/11_gpt2_chat.ipynb #2b6e3cd4
+def trained_model(trainer:Trainer): # a Trainer after `train()`
+    "The trained model without accelerate's mixed-precision forward wrapper, so it runs as a reloaded copy will."
+    return trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
+
+# %% ../nbs/11_gpt2_chat.ipynb #e29ebfe3
 def evaluate_chat(model, tokenizer, # a causal LM and its tokenizer
                   ds:Dataset, # held-out examples from prepare_chats
                   batch_size:int=8): # examples per batch
@@ -192,7 +197,7 @@ def evaluate_chat(model, tokenizer, # a causal LM and its tokenizer
     ppl = perplexity(model, ds, collator=make_collator(tokenizer), batch_size=batch_size)
     return {'eval_loss': math.log(ppl), 'perplexity': ppl}
 
-# %% ../nbs/11_gpt2_chat.ipynb #1560848b
+# %% ../nbs/11_gpt2_chat.ipynb #29370650
 def _chat_data(cfg, tokenizer):
     raw = load_chats(cfg)
     (train, rep), (test, _) = (prepare_chats(raw[s], tokenizer, cfg.max_length) for s in ('train', 'test'))
@@ -210,6 +215,7 @@ def run(cfg:Config, # recipe
     trainer = chat_trainer(model, tok, train, test, cfg, out/'checkpoints')
     before, replies_before = evaluate_chat(model, tok, test, cfg.eval_batch_size), chat_replies(model, tok, cfg)
     res = train_with_estimate(trainer, resume=resume)
+    model = trained_model(trainer)
     after, replies_after = evaluate_chat(model, tok, test, cfg.eval_batch_size), chat_replies(model, tok, cfg)
     metrics = {'method': 'chat', 'model': cfg.model, 'device': str(get_device()), 'precision': trainer_precision(trainer.args).name,
                **res, **{f'{k}_before': v for k, v in before.items()}, **{f'{k}_after': v for k, v in after.items()},
