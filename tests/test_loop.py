@@ -1,0 +1,84 @@
+"End-to-end checks of the hand-written loop: run() layout, Ctrl-C + resume equals a straight run, generation vs model.generate."
+import json
+from dataclasses import replace
+import pytest, torch
+import finetune_notebooks.loop as loop
+from finetune_notebooks.core import set_seed
+from finetune_notebooks.data import DataError
+from finetune_notebooks.loop import (LoopConfig, generate_for_keywords, generate_ids_until_eos, generate_until_eos,
+                                     load_checkpoint, run, train_loop)
+from finetune_notebooks.models import load_model
+from finetune_notebooks.train import OutputExists
+
+@pytest.fixture(scope='module')
+def smoke_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp('loop') / 'out'
+    return out, run(LoopConfig.smoke(), out)
+
+def test_run_layout_and_metrics(smoke_run):
+    out, m = smoke_run
+    assert {p.name for p in out.iterdir()} >= {'metrics.json', 'loss.png', 'model', 'checkpoints', 'sentences.txt'}
+    saved = json.loads((out / 'metrics.json').read_text())
+    assert saved['steps'] == LoopConfig.smoke().max_steps and saved['model'] == 'tiny-gpt2'
+    assert saved['eval_loss'] < saved['eval_loss_before']
+    assert [s['prompt'] for s in saved['samples']] == list(LoopConfig.smoke().keywords)
+
+def test_saved_model_matches_checkpoint_and_samples(smoke_run):
+    out, m = smoke_run
+    model, tok = load_model(str(out / 'model'))
+    ckpt_model, _ = load_model('tiny-gpt2')
+    assert load_checkpoint(out / 'checkpoints', ckpt_model)['step'] == LoopConfig.smoke().max_steps
+    for a, b in zip(model.state_dict().values(), ckpt_model.state_dict().values()): assert torch.equal(a, b)
+    assert generate_for_keywords(model, tok, LoopConfig.smoke()) == [s['after training'] for s in m['samples']]
+
+def test_refuses_to_overwrite(smoke_run):
+    out, _ = smoke_run
+    with pytest.raises(OutputExists, match='already holds a run'): run(LoopConfig.smoke(), out)
+
+def _losses(history): return [(h['step'], h.get('loss', h.get('eval_loss'))) for h in history]
+
+def test_ctrl_c_saves_and_resume_continues_exactly(tmp_path, monkeypatch):
+    cfg = LoopConfig.smoke()
+    set_seed(0); straight = train_loop(cfg, *load_model(cfg.model), tmp_path / 'a')
+    real_step, calls = loop.train_step, [0]
+    def interrupted(*a, **kw):
+        calls[0] += 1
+        if calls[0] == 4 + 3: raise KeyboardInterrupt  # 4 steps of the time estimate, then 2 real steps, then Ctrl-C
+        return real_step(*a, **kw)
+    monkeypatch.setattr(loop, 'train_step', interrupted)
+    set_seed(0); first = train_loop(cfg, *load_model(cfg.model), tmp_path / 'b')
+    monkeypatch.setattr(loop, 'train_step', real_step)
+    assert max(h['step'] for h in first) == 2
+    set_seed(5); resumed = train_loop(cfg, *load_model(cfg.model), tmp_path / 'b', resume=True)
+    assert [s for s, _ in _losses(resumed)] == [s for s, _ in _losses(straight)]
+    for (_, x), (_, y) in zip(_losses(resumed), _losses(straight)): assert x == pytest.approx(y, abs=1e-4)
+
+def test_resume_without_checkpoint_says_so(tmp_path):
+    cfg = LoopConfig.smoke()
+    with pytest.raises(FileNotFoundError, match='no checkpoint here'): train_loop(cfg, *load_model(cfg.model), tmp_path, resume=True)
+
+def test_user_file_and_bad_file(tmp_path):
+    good = tmp_path / 'mine.txt'; good.write_text('\n'.join(f'Line number {i} is about Kyoto.' for i in range(40)))
+    cfg = replace(LoopConfig.smoke(), data=str(good), max_steps=2)
+    hist = train_loop(cfg, *load_model(cfg.model), tmp_path / 'run')
+    assert max(h['step'] for h in hist) == 2 and not (tmp_path / 'run' / 'sentences.txt').exists()
+    empty = tmp_path / 'empty.txt'; empty.write_text('\n\n')
+    with pytest.raises(DataError, match='empty.txt'): train_loop(replace(cfg, data=str(empty)), *load_model(cfg.model), tmp_path / 'r2')
+
+@pytest.mark.parametrize('prompt', ['', 'Tokyo is', 'Many tourists visit'])
+def test_greedy_equals_model_generate(prompt):
+    model, tok = load_model('tiny-gpt2')
+    model.eval()  # model.generate keeps the training mode; dropout would change its choices
+    ids = tok(prompt or tok.eos_token, return_tensors='pt')['input_ids']
+    ref = model.generate(ids, do_sample=False, max_new_tokens=15, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    ours = generate_ids_until_eos(model, ids, 15, tok.eos_token_id)
+    assert not model.training  # the mode is left as it was
+    assert ours == ref[0, ids.shape[1]:].tolist()
+    assert generate_until_eos(model, tok, prompt, 15) == tok.decode(ours, skip_special_tokens=True)
+
+def test_sampling_respects_top_k():
+    model, tok = load_model('tiny-gpt2')
+    logits = torch.randn(200, len(tok))
+    picks = loop.next_token(logits, top_k=3, temperature=0.7)
+    top3 = logits.topk(3, dim=-1).indices
+    assert (top3 == picks[:, None]).any(-1).all()
