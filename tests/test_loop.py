@@ -1,5 +1,5 @@
 "End-to-end checks of the hand-written loop: run() layout, Ctrl-C + resume equals a straight run, generation vs model.generate."
-import json
+import json, math
 from dataclasses import replace
 import pytest, torch
 import finetune_notebooks.loop as loop
@@ -82,3 +82,20 @@ def test_sampling_respects_top_k():
     picks = loop.next_token(logits, top_k=3, temperature=0.7)
     top3 = logits.topk(3, dim=-1).indices
     assert (top3 == picks[:, None]).any(-1).all()
+
+def test_fp16_step_uses_the_grad_scaler():
+    "The T4 path: fp16 autocast with an enabled GradScaler (run here on the CPU, which has fp16 autocast too)."
+    cfg = LoopConfig.smoke()
+    model, tok = load_model(cfg.model)
+    from finetune_notebooks.core import Precision
+    from finetune_notebooks.loop import make_loader, make_optimizer, make_scheduler, tokenize_lines, train_step
+    from datasets import Dataset
+    batch = next(iter(make_loader(tokenize_lines(Dataset.from_dict({'text': ['Tokyo is big.', 'Kyoto is old.']}), tok), tok, 2)))
+    fp16 = Precision('fp16')
+    scaler = fp16.grad_scaler('cpu')
+    assert scaler.is_enabled()
+    opt = make_optimizer(model, 1e-3); sched = make_scheduler(opt, 10, 0.0)
+    before = model.transformer.h[0].mlp.c_fc.weight.detach().clone()
+    loss = train_step(model, batch, opt, sched, fp16, scaler)
+    assert math.isfinite(loss) and scaler.get_scale() > 1  # a finite loss; the loss was scaled
+    assert not torch.equal(before, model.transformer.h[0].mlp.c_fc.weight)  # the step was taken
