@@ -7,7 +7,7 @@ __all__ = ['CHAT_TEMPLATE', 'Config', 'add_chat_template', 'encode_chat', 'turn_
            'load_chats', 'make_collator', 'chat', 'chat_replies', 'chat_trainer', 'trained_model', 'evaluate_chat',
            'run']
 
-# %% ../nbs/11_gpt2_chat.ipynb #f5a491df
+# %% ../nbs/11_gpt2_chat.ipynb #384cc00d
 import dataclasses, math, os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +22,7 @@ from .models import load_model
 from .lm import generate_ids, get_preset, perplexity
 from .train import make_trainer, padding_fraction, trainer_precision, save_atomic, train_with_estimate, training_args, write_run
 
-# %% ../nbs/11_gpt2_chat.ipynb #600a7caa
+# %% ../nbs/11_gpt2_chat.ipynb #d0ad0bf6
 @dataclass
 class Config:
     "Settings of the chat fine-tune; `Config()` is the article's recipe on the Hub."
@@ -53,8 +53,8 @@ class Config:
     @classmethod
     def offline(cls):
         "Tiny GPT-2 on generated conversations: a real run of a few minutes on a CPU."
-        return cls(model='tiny-gpt2', n_train=None, n_test=None, epochs=3, lr=2e-3, batch_size=16, grad_accum=1,
-                   eval_batch_size=32, warmup=0.05, weight_decay=0.01, logging_steps=10, eval_steps=60)
+        return cls(model='tiny-gpt2', n_train=None, n_test=None, n_offline=4000, epochs=8, lr=2e-3, batch_size=16, grad_accum=1,
+                   eval_batch_size=32, warmup=0.05, weight_decay=0.01, logging_steps=20, eval_steps=200)
 
     @classmethod
     def smoke(cls):
@@ -67,7 +67,7 @@ class Config:
         mode = mode or run_mode()
         return {'smoke': cls.smoke, 'offline': cls.offline, 'full': cls}[mode]()
 
-# %% ../nbs/11_gpt2_chat.ipynb #633cf966
+# %% ../nbs/11_gpt2_chat.ipynb #978ea1ea
 CHAT_TEMPLATE = (
     "{% for m in messages %}{% if not loop.first %}{{ '\\n' }}{% endif %}"
     "{% if m['role'] == 'assistant' %}{{ 'assistant:' }}"
@@ -85,7 +85,7 @@ def add_chat_template(tokenizer, # a fast tokenizer with an EOS token (GPT-2 has
     tokenizer.chat_template = template
     return tokenizer
 
-# %% ../nbs/11_gpt2_chat.ipynb #3f06959b
+# %% ../nbs/11_gpt2_chat.ipynb #b1916221
 def encode_chat(messages:list, # [{'role':..., 'content':...}, ...]
                 tokenizer): # tokenizer with CHAT_TEMPLATE
     "Token ids of a conversation and labels that are -100 outside assistant turns."
@@ -93,7 +93,7 @@ def encode_chat(messages:list, # [{'role':..., 'content':...}, ...]
     ids, mask = list(enc['input_ids']), list(enc['assistant_masks'])
     return {'input_ids': ids, 'labels': [i if m else -100 for i, m in zip(ids, mask)]}
 
-# %% ../nbs/11_gpt2_chat.ipynb #4506c8c3
+# %% ../nbs/11_gpt2_chat.ipynb #eefb3b45
 def turn_starts(messages:list): # [{'role':..., 'content':...}, ...]
     "Indices where a trimmed conversation may start: the first message and every user message."
     return [i for i, m in enumerate(messages) if i == 0 or m['role'] == 'user']
@@ -109,7 +109,7 @@ def fit_chat(messages:list, # [{'role':..., 'content':...}, ...]
             return {**cut, 'trimmed': start, 'truncated': len(enc['input_ids']) > max_length}
     return None
 
-# %% ../nbs/11_gpt2_chat.ipynb #31a07454
+# %% ../nbs/11_gpt2_chat.ipynb #a8b287e4
 def _fit_row(row, tokenizer, max_length):
     fit = fit_chat(row['messages'], tokenizer, max_length)
     if fit is None: return {'input_ids': [], 'labels': [], 'trimmed': 0, 'truncated': False, 'dropped': True}
@@ -127,7 +127,7 @@ def prepare_chats(ds:Dataset, # a data set with a `messages` column
     kept = fitted.filter(lambda d: not d, input_columns='dropped').select_columns(['input_ids', 'labels'])
     return kept, report
 
-# %% ../nbs/11_gpt2_chat.ipynb #6bd4ccbc
+# %% ../nbs/11_gpt2_chat.ipynb #9d9835fb
 def _subset(ds, n, seed):
     return ds if n is None or n >= len(ds) else ds.shuffle(seed=seed).select(range(n))
 
@@ -145,13 +145,13 @@ def load_chats(cfg:Config): # uses data, n_train, n_test, splits, seed, n_offlin
         dd = DatasetDict(train=load_dataset(name, split=cfg.train_split), test=load_dataset(name, split=cfg.test_split))
     return DatasetDict(train=_subset(dd['train'], cfg.n_train, cfg.seed), test=_subset(dd['test'], cfg.n_test, cfg.seed))
 
-# %% ../nbs/11_gpt2_chat.ipynb #daad348c
+# %% ../nbs/11_gpt2_chat.ipynb #215ee497
 def make_collator(tokenizer): # tokenizer with a pad token
     "Pad `input_ids` with the pad token and `labels` with -100."
     if tokenizer.pad_token is None: raise ValueError("the tokenizer has no pad token: load it with models.load_model, which adds <|pad|>")
     return DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)
 
-# %% ../nbs/11_gpt2_chat.ipynb #8d3b3649
+# %% ../nbs/11_gpt2_chat.ipynb #d7ae7cb2
 def chat(model, tokenizer, # a causal LM and its tokenizer with CHAT_TEMPLATE
          messages_or_text, # a user message, or a conversation ending with a user turn
          preset='greedy', # a name in lm.PRESETS ('greedy', 'balanced', 'creative') or an lm.GenerationPreset
@@ -164,13 +164,13 @@ def chat(model, tokenizer, # a causal LM and its tokenizer with CHAT_TEMPLATE
     reply = tokenizer.decode(ids, skip_special_tokens=True)
     return reply.split('\nuser:')[0].strip()  # a model that missed EOS may start the user's next line
 
-# %% ../nbs/11_gpt2_chat.ipynb #93379b0c
+# %% ../nbs/11_gpt2_chat.ipynb #3e0023c3
 def chat_replies(model, tokenizer, # a causal LM and its tokenizer with CHAT_TEMPLATE
                  cfg:Config): # uses prompts and max_new_tokens
     "Greedy replies to `cfg.prompts`, as {prompt: reply}."
     return {p: chat(model, tokenizer, p, preset='greedy', max_new_tokens=cfg.max_new_tokens) for p in cfg.prompts}
 
-# %% ../nbs/11_gpt2_chat.ipynb #ed65c7e3
+# %% ../nbs/11_gpt2_chat.ipynb #9babd8ca
 def chat_trainer(model, tokenizer, # a causal LM and its tokenizer with CHAT_TEMPLATE
                  train_ds:Dataset, eval_ds:Dataset, # tokenized by prepare_chats
                  cfg:Config, # recipe
@@ -189,7 +189,7 @@ def trained_model(trainer:Trainer): # a Trainer after `train()`
     "The trained model without accelerate's mixed-precision forward wrapper, so it runs as a reloaded copy will."
     return trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
 
-# %% ../nbs/11_gpt2_chat.ipynb #e29ebfe3
+# %% ../nbs/11_gpt2_chat.ipynb #9e89ff1a
 def evaluate_chat(model, tokenizer, # a causal LM and its tokenizer
                   ds:Dataset, # held-out examples from prepare_chats
                   batch_size:int=8): # examples per batch
@@ -197,7 +197,7 @@ def evaluate_chat(model, tokenizer, # a causal LM and its tokenizer
     ppl = perplexity(model, ds, collator=make_collator(tokenizer), batch_size=batch_size)
     return {'eval_loss': math.log(ppl), 'perplexity': ppl}
 
-# %% ../nbs/11_gpt2_chat.ipynb #29370650
+# %% ../nbs/11_gpt2_chat.ipynb #07faec62
 def _chat_data(cfg, tokenizer):
     raw = load_chats(cfg)
     (train, rep), (test, _) = (prepare_chats(raw[s], tokenizer, cfg.max_length) for s in ('train', 'test'))
