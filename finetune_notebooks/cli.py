@@ -16,6 +16,7 @@ METHODS = {  # command -> (module, one-line help)
     'classify': ('finetune_notebooks.classify', 'full fine-tune of a sentiment classifier (BERT / MiniLM)'),
     'lora': ('finetune_notebooks.lora', 'the same classifier through LoRA adapters (peft)'),
     'instruct': ('finetune_notebooks.instruct', 'Flan-T5 instruction tuning'),
+    'loop': ('finetune_notebooks.loop', 'GPT-2 with a hand-written PyTorch loop (no Trainer)'),
 }
 
 class UsageError(ValueError):
@@ -47,18 +48,27 @@ def make_config(name:str, # a key of METHODS
     fields = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(given) - fields)
     if unknown: raise UsageError(f"{name} has no setting {unknown[0]!r}; it has: {', '.join(sorted(fields))}")
-    return dataclasses.replace(cfg, **given)
+    types = {f.name: f.type for f in dataclasses.fields(cls)}
+    return dataclasses.replace(cfg, **{k: _as_field_type(name, k, v, types[k]) for k, v in given.items()})
+
+def _as_field_type(name, key, value, typ):
+    "`--epochs 2` arrives as 2.0; a method counting whole epochs (int field) gets 2, and 2.5 is refused."
+    if typ in (int, 'int') and isinstance(value, float):
+        if not value.is_integer(): raise UsageError(f"{name} counts whole {key.replace('_', ' ')}: got {value:g}; give an integer")
+        return int(value)
+    return value
 
 # %% ../nbs/17_cli.ipynb #87b95b75
 def check_out_dir(out:Path, # the --out folder
                   overwrite:bool=False, # replacing it was asked for
-                  resume:bool=False): # continuing it was asked for
+                  resume:bool=False, # continuing it was asked for
+                  resumable:bool=True): # the command has --resume (`read` has not)
     "Refuse to write into a non-empty `out` unless asked to overwrite or resume."
     out = Path(out)
     if out.exists() and not out.is_dir(): raise UsageError(f"--out {out} is a file, not a folder: choose another path")
     busy = out.is_dir() and any(out.iterdir())
     if busy and not (overwrite or resume):
-        raise UsageError(f"--out {out} is not empty: pass --overwrite to replace it or --resume to continue it")
+        raise UsageError(f"--out {out} is not empty: pass --overwrite to replace it{' or --resume to continue it' if resumable else ''}, or choose another folder")
     if resume and not busy: raise UsageError(f"--resume: {out} holds no earlier run to continue; drop --resume")
     return out
 
@@ -93,6 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument('--n', type=int, default=1, help='how many continuations (default: 1)')
     w.add_argument('--max-new-tokens', type=int, default=50, help='length limit of each continuation (default: 50)')
     for name, (_, help) in METHODS.items(): _add_method(sub, name, help)
+    b = sub.add_parser('bench', help='baseline recipes against ours: speed, memory, padding, metric',
+                       description='Benchmark each method: the articles\' recipes against the package defaults, on this machine.')
+    b.add_argument('--quick', action='store_true', help='smaller sizes: a few minutes instead of the full table')
+    b.add_argument('--json', type=Path, dest='json_out', help='also write the results to this JSON file')
+    b.add_argument('--smoke', action='store_true', help='tiny models and a few steps: checks that the benchmark runs')
     return ap
 
 # %% ../nbs/17_cli.ipynb #9a360d0c
@@ -109,7 +124,7 @@ def _cmd_env(args):
 def _cmd_read(args):
     from finetune_notebooks.quickstart import Blather
     if not args.file.is_file(): raise UsageError(f"{args.file}: no such file; give the path of a UTF-8 text file")
-    out = check_out_dir(args.out, overwrite=args.overwrite)
+    out = check_out_dir(args.out, overwrite=args.overwrite, resumable=False)
     b = Blather(args.model, smoke=args.smoke)
     b.read(args.file, epochs=args.epochs)
     b.save(out, overwrite=args.overwrite)
@@ -121,6 +136,13 @@ def _cmd_write(args):
         raise UsageError(f"--model-dir {args.model_dir} holds no saved model (no config.json); train one with `ftnb read FILE --out DIR`")
     b = Blather.load(args.model_dir)
     for text in b.write(args.prompt, n=args.n, max_new_tokens=args.max_new_tokens, as_list=True): print(text)
+
+def _cmd_bench(args):
+    from finetune_notebooks import bench
+    if args.json_out is not None and args.json_out.is_dir(): raise UsageError(f"--json {args.json_out} is a folder; give a file name such as bench.json")
+    if args.smoke:  # the same code path on tiny sizes
+        print(bench.bench_table(bench.run_bench(bench.BenchConfig.tiny(), args.json_out)).to_string())
+    else: bench.main_bench(quick=args.quick, json_out=args.json_out)
 
 # %% ../nbs/17_cli.ipynb #2e6e2f7f
 def _cmd_method(args):
@@ -139,7 +161,7 @@ def _cmd_method(args):
 def main(argv:list=None) -> int: # arguments; None reads sys.argv
     "Run one `ftnb` command and return its exit code."
     args = build_parser().parse_args(argv)
-    handler = {'env': _cmd_env, 'read': _cmd_read, 'write': _cmd_write}.get(args.command, _cmd_method)
+    handler = {'env': _cmd_env, 'read': _cmd_read, 'write': _cmd_write, 'bench': _cmd_bench}.get(args.command, _cmd_method)
     try: return handler(args) or 0
     except _user_errors() as e:
         print(f"ftnb: error: {e}", file=sys.stderr)
@@ -149,4 +171,5 @@ def main(argv:list=None) -> int: # arguments; None reads sys.argv
         return 130
 
 # %% ../nbs/17_cli.ipynb #b944bec8
-if __name__ == '__main__': sys.exit(main())
+#| eval: false
+if __name__ == '__main__': sys.exit(main())  # `python -m finetune_notebooks.cli`; not run inside the notebook
