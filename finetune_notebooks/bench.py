@@ -46,6 +46,7 @@ class BenchConfig:
     batch_size:dict=field(default_factory=lambda: {'jokes': 4, 'classify': 8, 'instruct': 8}) # examples per baseline step
     joke_blocks:int=2 # packed 128-token blocks per step for ours (about 6 jokes each)
     isolate:bool=True # each arm in a fresh child process (peak RSS per arm); False = in this process
+    threads:int|None=None # torch threads for every arm; None = ours one per core, the baseline torch's default
     gen_prompts:int=8 # prompts for the generation benchmark
     gen_tokens:int=24 # new tokens per prompt
     seed:int=42 # data split, model weights, batch order
@@ -60,7 +61,7 @@ class BenchConfig:
     def tiny(cls) -> BenchConfig:
         "Toy models and a handful of examples, in this process: seconds, for tests."
         return cls(size='tiny', n_train={'jokes': 16, 'classify': 16, 'instruct': 16}, n_eval={'jokes': 8, 'classify': 8, 'instruct': 8},
-                   max_length=64, isolate=False, gen_prompts=2, gen_tokens=4)
+                   max_length=64, isolate=False, threads=1, gen_prompts=2, gen_tokens=4) # 1 thread: toy ops are too small to split, and a busy machine stalls the second thread
 
 # %% ../nbs/90_benchmarks.ipynb #3299352d
 def batch_positions(batch:dict, # a collated batch
@@ -229,9 +230,10 @@ def _jokes_per_block(train:Dataset) -> float: # packed blocks (with position_ids
     return sum(p.count(0) for p in train['position_ids']) / len(train)
 
 # %% ../nbs/90_benchmarks.ipynb #6e11c3a5
-def _set_threads(arm:str) -> int: # 'baseline' or 'ours'
-    "Ours: one torch thread per core this process may use. Baseline: torch's default. Returns the count."
-    if arm == 'ours' and hasattr(os, 'sched_getaffinity'): torch.set_num_threads(len(os.sched_getaffinity(0)))
+def _set_threads(arm:str, threads:int|None=None) -> int: # 'baseline' or 'ours'; a fixed count (None = by arm)
+    "`threads` if given; else ours one torch thread per core this process may use, the baseline torch's default. Returns the count."
+    if threads: torch.set_num_threads(threads)
+    elif arm == 'ours' and hasattr(os, 'sched_getaffinity'): torch.set_num_threads(len(os.sched_getaffinity(0)))
     return torch.get_num_threads()
 
 def _quiet():
@@ -246,7 +248,7 @@ def _peak_memory_mb() -> float:
 
 def run_arm(method:str, arm:str, cfg:BenchConfig, out_dir='/tmp/ftnb-bench') -> dict: # method; 'baseline'/'ours'; sizes; scratch folder
     "Train one arm for one epoch; return its speed, memory, padding share, eval metric and time estimate."
-    threads, t0 = _set_threads(arm), time.perf_counter()
+    threads, t0 = _set_threads(arm, cfg.threads), time.perf_counter()
     _quiet()
     model, tok = bench_model(method, cfg.size, 'sdpa' if arm == 'ours' else 'eager', cfg.seed)
     train, collator, test = DATA[method](tok, model, arm, cfg)
@@ -290,7 +292,7 @@ def _generate(model, tok, prompts:list, n:int) -> float: # model; tokenizer; pro
 
 def run_generation(cfg:BenchConfig) -> dict: # sizes
     "Tokens/s of batched generation (KV cache) and of one prompt at a time, on the jokes architecture."
-    _set_threads('ours'); _quiet()
+    _set_threads('ours', cfg.threads); _quiet()
     model, tok = bench_model('jokes', cfg.size, 'sdpa', cfg.seed)
     model.eval().to(get_device())
     prompts = [' '.join(j.split()[:3]) for j in joke_dataset()['text'][:cfg.gen_prompts]]
@@ -354,7 +356,7 @@ def targets_met(res:dict) -> dict: # from `run_bench`
     j, c = res['jokes'], res['classify']
     out = {f'{m} speedup >= {TARGETS[m]}x': (res[m]['speedup'] or 0) >= TARGETS[m] for m in METHODS}
     out['jokes eval loss <= baseline'] = j['ours']['eval_metric'] <= j['baseline']['eval_metric']
-    out['classify accuracy within 1 point'] = abs(c['ours']['eval_metric'] - c['baseline']['eval_metric']) <= 0.01
+    out['classify accuracy at most 1 point below baseline'] = c['ours']['eval_metric'] >= c['baseline']['eval_metric'] - 0.01 # higher is fine
     out['article 001 under 45 min'] = res['article001_projected_minutes'] < 45
     out['estimates within 20%'] = all((res[m]['estimate_error'] or 0) <= 0.2 for m in METHODS)
     return out
@@ -374,7 +376,7 @@ def main_bench(quick:bool=False, # the quick sizes (a few minutes) instead of th
 def profile_step(method:str, arm:str, cfg:BenchConfig, row_limit:int=12) -> str: # which arm; sizes; rows to show
     "A torch.profiler table of one training step of `arm` (after one warm-up step), by total CPU time."
     from torch.profiler import ProfilerActivity, profile
-    _set_threads(arm)
+    _set_threads(arm, cfg.threads)
     model, tok = bench_model(method, cfg.size, 'sdpa' if arm == 'ours' else 'eager', cfg.seed)
     train, collator, _ = DATA[method](tok, model, arm, cfg)
     step = optimizer_step_fn(arm_trainer(method, arm, model, tok, train, collator, cfg, f'/tmp/ftnb-bench/profile-{method}-{arm}'))

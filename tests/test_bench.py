@@ -36,6 +36,17 @@ def test_json_schema(tiny_run):
     assert set(targets_met(res)) and all(isinstance(v, bool) for v in targets_met(res).values())
 
 
+def test_json_key_set(tiny_run):
+    "Every key the issue names is in the written JSON of the tiny config."
+    _, saved = tiny_run
+    assert {'jokes', 'classify', 'instruct', 'article001_projected_minutes', 'generation', 'device', 'precision', 'threads'} <= set(saved)
+    for m in METHODS:
+        assert {'baseline', 'ours', 'speedup', 'estimate_error'} <= set(saved[m]), m
+        for arm in ('baseline', 'ours'): assert ARM_KEYS <= set(saved[m][arm]), (m, arm)
+    assert {'batched_tokens_per_s', 'single_tokens_per_s'} <= set(saved['generation'])
+    assert isinstance(saved['device'], str) and saved['precision'] in ('bf16', 'fp16', 'fp32')
+
+
 def test_padding_is_lower_for_ours(tiny_run):
     _, saved = tiny_run
     for m in METHODS: assert saved[m]['ours']['padding_fraction'] < saved[m]['baseline']['padding_fraction'], m
@@ -68,3 +79,18 @@ def test_projection_and_ratios():
 def test_split_refuses_too_many():
     with pytest.raises(ValueError, match='lower n_train/n_eval'):
         bench._split(bench.joke_dataset(), 10_000, 10, 42)
+
+
+def test_targets_accuracy_is_one_sided():
+    "Higher classification accuracy than the baseline is never a miss; more than 1 point lower is."
+    arm = lambda v, metric: {'useful_tokens_per_s': v, 'examples_per_s': v, 'eval_metric': metric}
+    res = {m: {'baseline': arm(1.0, 0.70), 'ours': arm(8.0, 0.70), 'speedup': 8.0, 'estimate_error': 0.05} for m in METHODS}
+    res['article001_projected_minutes'] = 10.0
+    key = 'classify accuracy at most 1 point below baseline'
+    assert all(targets_met(res).values())
+    res['classify']['ours']['eval_metric'] = 0.80
+    assert targets_met(res)[key]
+    res['classify']['ours']['eval_metric'] = 0.685
+    assert not targets_met(res)[key]
+    res['jokes']['ours']['eval_metric'] = 0.71 # higher jokes loss than the baseline is a miss
+    assert not targets_met(res)['jokes eval loss <= baseline']
