@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_train.ipynb #15f48338
 from __future__ import annotations
-import copy, dataclasses, difflib, json, math, os, shutil, signal
+import copy, dataclasses, difflib, json, math, os, shutil, signal, tempfile, time
 from itertools import cycle, islice
 from pathlib import Path
 from typing import Mapping
@@ -13,15 +13,17 @@ import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
-from .core import Precision, TimeEstimate, choose_precision, estimate_train_time, format_duration, get_device, hub_reachable
+from .core import Precision, TimeEstimate, _sync, choose_precision, estimate_train_time, format_duration, get_device, hub_reachable
 from .plots import plot_losses
 
 # %% auto #0
 __all__ = ['OLD_NAMES', 'TOKENS_SEEN', 'LOCAL_METRICS', 'map_old_names', 'check_arg_names', 'training_kwargs', 'training_args',
-           'pad_mask', 'useful_tokens', 'padding_fraction', 'total_train_steps', 'trainer_precision',
-           'optimizer_step_fn', 'estimate_trainer_time', 'GracefulStop', 'last_checkpoint', 'make_trainer',
-           'train_with_estimate', 'rouge_one', 'LocalMetric', 'load_metric', 'OutputExists', 'save_atomic', 'json_safe',
-           'write_run']
+           'pad_mask', 'useful_tokens', 'padding_fraction', 'trainer_precision', 'optimizer_step_fn', 'rng_state',
+           'set_rng_state', 'batch_positions', 'collect_batches', 'spread_indices', 'fit_line', 'time_calls',
+           'micro_batch_seconds', 'evaluation_count', 'save_count', 'TrainerEstimate', 'step_fns', 'eval_seconds',
+           'save_seconds', 'run_shape', 'total_train_steps', 'step_seconds', 'estimate_trainer_time', 'GracefulStop',
+           'last_checkpoint', 'make_trainer', 'train_with_estimate', 'rouge_one', 'LocalMetric', 'load_metric',
+           'OutputExists', 'save_atomic', 'json_safe', 'write_run']
 
 # %% ../nbs/04_train.ipynb #92b9e696
 def _ratio(r): return float(r)  # transformers 5.x: a float warmup_steps below 1 is a share of the run
@@ -118,11 +120,6 @@ def padding_fraction(batches, # an iterable of collated batches (a DataLoader), 
         pad, total = pad + int(m.sum()), total + m.numel()
     return pad / total if total else 0.0
 
-# %% ../nbs/04_train.ipynb #c21cf2d2
-def total_train_steps(trainer:Trainer) -> int:
-    "Optimizer steps the Trainer will run: `max_steps`, or epochs × steps per epoch."
-    return trainer.set_initial_training_values(trainer.args, trainer.get_train_dataloader())[-1]
-
 # %% ../nbs/04_train.ipynb #623b7d4a
 def trainer_precision(args:TrainingArguments) -> Precision: # the Trainer's arguments
     "The `core.Precision` that the Trainer's `fp16`/`bf16` flags ask for."
@@ -144,21 +141,214 @@ def optimizer_step_fn(trainer:Trainer): # the Trainer whose model and data are u
         scaler.step(opt); scaler.update(); opt.zero_grad(set_to_none=True)
     return step
 
+# %% ../nbs/04_train.ipynb #36e161b1
+def rng_state() -> dict:
+    "The random states a training step uses: Python, NumPy, torch (and CUDA)."
+    import random, numpy as np
+    st = {'python': random.getstate(), 'numpy': np.random.get_state(), 'torch': torch.get_rng_state()}
+    if torch.cuda.is_available(): st['cuda'] = torch.cuda.get_rng_state_all()
+    return st
+
+def set_rng_state(st:dict): # from `rng_state()`
+    "Put back the random states saved by `rng_state()`."
+    import random, numpy as np
+    random.setstate(st['python']); np.random.set_state(st['numpy']); torch.set_rng_state(st['torch'])
+    if 'cuda' in st: torch.cuda.set_rng_state_all(st['cuda'])
+
+# %% ../nbs/04_train.ipynb #eadf06a6
+def batch_positions(batch:Mapping) -> int: # a collated batch
+    "Padded positions in `batch` (rows × columns of `input_ids`): what a step's compute grows with."
+    return batch['input_ids'].numel()
+
+def collect_batches(loader, # a DataLoader (e.g. `trainer.get_train_dataloader()`)
+                    max_batches:int=2000, # stop after this many (very large data sets)
+                    clock=time.perf_counter, # seconds; replace to test
+                   ) -> tuple[list, float]:
+    "Batches of one pass over `loader` (at most `max_batches`) and the seconds spent loading one batch."
+    start, batches = clock(), list(islice(loader, max_batches))
+    return batches, (clock() - start) / max(len(batches), 1)
+
+# %% ../nbs/04_train.ipynb #b8d01429
+def spread_indices(sizes:list, # a size per batch
+                   k:int, # how many batches to pick
+                  ) -> list[int]:
+    "Indices of `k` batches spread evenly over the range of `sizes`, smallest to largest."
+    order = sorted(range(len(sizes)), key=lambda i: sizes[i])
+    if k >= len(order): return order
+    if k == 1: return [order[len(order) // 2]]
+    return [order[round(j * (len(order) - 1) / (k - 1))] for j in range(k)]
+
+def fit_line(xs:list, ys:list) -> tuple[float, float]: # sizes; seconds
+    "Least-squares `a, b` in `y ≈ a + b·x` (b ≥ 0); `b = 0` when all `xs` are equal."
+    n, mx, my = len(xs), sum(xs) / len(xs), sum(ys) / len(ys)
+    sxx = sum((x - mx) ** 2 for x in xs)
+    b = max(sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx, 0.0) if sxx else 0.0
+    return my - b * mx, b
+
+# %% ../nbs/04_train.ipynb #96b70c66
+def time_calls(fn, # called once per item
+               items, # the arguments, one call each
+               clock=time.perf_counter, # seconds; replace to test
+              ) -> list[float]:
+    "Seconds of each call `fn(item)` (GPU work finished before the clock is read)."
+    out = []
+    for x in items:
+        _sync(); start = clock(); fn(x); _sync()
+        out.append(clock() - start)
+    return out
+
+def micro_batch_seconds(sizes:list, # positions of every batch of one epoch
+                        timed_sizes:list, timed_seconds:list, # the timed batches: positions and seconds
+                        n_micro:float, # micro-batches in the whole run
+                       ) -> float:
+    "Seconds for `n_micro` micro-batches of the epoch's mean size, from a line fitted to the timed ones."
+    a, b = fit_line(timed_sizes, timed_seconds)
+    return n_micro * (a + b * sum(sizes) / len(sizes))
+
+# %% ../nbs/04_train.ipynb #96a3114e
+def _interval(every:float, total:int) -> int: return math.ceil(total * every) if every < 1 else int(every)
+
+def evaluation_count(args:TrainingArguments, # the run's arguments
+                     total_steps:int, epochs:int, # optimizer steps and epochs (`Trainer.set_initial_training_values`)
+                    ) -> int:
+    "Evaluations `Trainer.train()` runs: every `eval_steps` plus one at the end, or one per epoch."
+    if args.eval_strategy == 'epoch': return sum(e >= args.eval_delay for e in range(1, epochs + 1))
+    if args.eval_strategy != 'steps': return 0
+    every = _interval(args.eval_steps, total_steps)
+    return sum(s >= args.eval_delay for s in range(1, total_steps + 1) if s % every == 0 or s == total_steps)
+
+def save_count(args:TrainingArguments, total_steps:int, epochs:int) -> int: # the run's arguments, steps, epochs
+    "Checkpoints `Trainer.train()` writes: every `save_steps` plus one at the end, or one per epoch."
+    if args.save_strategy == 'epoch': return epochs
+    if args.save_strategy != 'steps' or not args.save_steps: return 0
+    every = _interval(args.save_steps, total_steps)
+    return total_steps // every + (total_steps % every > 0)
+
+# %% ../nbs/04_train.ipynb #fd8abdb6
+@dataclasses.dataclass
+class TrainerEstimate(TimeEstimate):
+    "A `core.TimeEstimate` of `Trainer.train()`: optimizer steps, plus the evaluations and checkpoints it runs."
+    evaluations:int=0 # evaluations during `train()`
+    seconds_per_eval:float=0.0 # one pass over the eval set
+    saves:int=0 # checkpoints written during `train()`
+    seconds_per_save:float=0.0 # one checkpoint (model and optimizer state)
+    measure_seconds:float=0.0 # time spent measuring
+    def __post_init__(self):
+        if self.total_seconds is None:
+            self.total_seconds = (self.seconds_per_step * self.total_steps + self.evaluations * self.seconds_per_eval
+                                  + self.saves * self.seconds_per_save)
+    def __str__(self):
+        sps = f'{self.seconds_per_step:.2f}' if self.seconds_per_step >= 0.1 else f'{self.seconds_per_step:.3g}'
+        parts = [f'{self.total_steps} steps at {sps} s/step']
+        if self.evaluations: parts.append(f'{self.evaluations} evaluations at {format_duration(self.seconds_per_eval)}')
+        if self.saves: parts.append(f'{self.saves} checkpoints at {format_duration(self.seconds_per_save)}')
+        return f'Estimated training time: {format_duration(self.total_seconds)} ({", ".join(parts)})'
+    def remaining(self, done_steps:int) -> TrainerEstimate: # steps already run (resume)
+        "The estimate for the rest of a resumed run: steps, evaluations and checkpoints scaled down."
+        left = max(self.total_steps - done_steps, 0); f = left / self.total_steps if self.total_steps else 0
+        return dataclasses.replace(self, total_steps=left, evaluations=round(self.evaluations * f),
+                                   saves=round(self.saves * f), total_seconds=None)
+
+# %% ../nbs/04_train.ipynb #1e78d8f8
+def _optimizer(trainer:Trainer):
+    "A throwaway optimizer of the class and settings the Trainer will build (`args.optim`)."
+    cls, kw = Trainer.get_optimizer_cls_and_kwargs(trainer.args, trainer.model)
+    return cls([p for p in trainer.model.parameters() if p.requires_grad], **kw)
+
+def step_fns(trainer:Trainer): # the Trainer whose model, precision and optimizer settings are used
+    "`(backward, update, opt)`: forward+backward of one micro-batch; clip and optimizer step; the optimizer."
+    model, args, prec = trainer.model, trainer.args, trainer_precision(trainer.args)
+    opt, scaler = _optimizer(trainer), prec.grad_scaler(args.device)
+    def backward(batch):
+        batch = {k: v.to(args.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+        with prec.autocast(args.device): loss = trainer.compute_loss(model, batch)
+        scaler.scale(loss).backward()
+    def update(_=None):
+        scaler.unscale_(opt)
+        if args.max_grad_norm: torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+        scaler.step(opt); scaler.update(); opt.zero_grad(set_to_none=True)
+    return backward, update, opt
+
+# %% ../nbs/04_train.ipynb #c138dcbb
+def _close_eval_bars(trainer):
+    "Close the progress bar `evaluation_loop` opened (`evaluate()` would close it)."
+    for cb in trainer.callback_handler.callbacks:
+        if getattr(cb, 'prediction_bar', None) is not None: cb.prediction_bar.close(); cb.prediction_bar = None
+
+def eval_seconds(trainer:Trainer, # a Trainer with an eval_dataset
+                 max_batches:int=2, # eval batches timed (after one untimed)
+                 clock=time.perf_counter, # seconds; replace to test
+                ) -> float:
+    "Seconds of one evaluation (the Trainer's `evaluation_loop`), from its first `max_batches` batches."
+    ds, bs = trainer.eval_dataset, trainer.args.eval_batch_size
+    if ds is None or isinstance(ds, dict): return 0.0
+    n = math.ceil(len(ds) / bs); m = min(max_batches, n)
+    part = lambda k: ds.select(range(min(len(ds), k * bs))) if hasattr(ds, 'select') else torch.utils.data.Subset(ds, range(min(len(ds), k * bs)))
+    run = lambda k: trainer.evaluation_loop(trainer.get_eval_dataloader(part(k)), 'Estimate', metric_key_prefix='eval')
+    try:
+        start = clock(); run(m)  # the training steps before have warmed the model up
+        return (clock() - start) * n / m
+    finally: _close_eval_bars(trainer)
+
+# %% ../nbs/04_train.ipynb #ae84d218
+def save_seconds(trainer:Trainer, opt, # the Trainer; an optimizer with state (after a step)
+                 clock=time.perf_counter) -> float: # seconds; replace to test
+    "Seconds to write one checkpoint's big files: the model (`save_model`) and the optimizer state."
+    with tempfile.TemporaryDirectory() as d:
+        start = clock()
+        trainer.save_model(d); torch.save(opt.state_dict(), Path(d) / 'optimizer.pt')
+        return clock() - start
+
+# %% ../nbs/04_train.ipynb #ebe20108
+def run_shape(trainer:Trainer, loader=None) -> tuple[int, int, int, int]: # the Trainer; its train DataLoader
+    "`(epochs, steps_per_epoch, total_steps, batches_per_epoch)` of the Trainer's run."
+    loader = loader or trainer.get_train_dataloader()
+    epochs, per_epoch, *_, total = trainer.set_initial_training_values(trainer.args, loader)
+    return epochs, per_epoch, total, len(loader)
+
+def total_train_steps(trainer:Trainer) -> int:
+    "Optimizer steps the Trainer will run: `max_steps`, or epochs × steps per epoch."
+    return run_shape(trainer)[2]
+
+# %% ../nbs/04_train.ipynb #e0054b56
+def step_seconds(trainer:Trainer, # a Trainer, before `train()`
+                 warmup_steps:int=1, # untimed steps first, on a batch of median size
+                 timed_steps:int=4, # batches timed, spread from the smallest to the largest
+                 total_steps:int|None=None, # steps to extrapolate to; None = the Trainer's count
+                ) -> tuple[float, int, int, object]:
+    "Mean seconds per optimizer step over the whole run, the steps, the epochs and the (used) optimizer."
+    loader = trainer.get_train_dataloader()
+    epochs, per_epoch, total, n_batches = run_shape(trainer, loader)
+    total = total if total_steps is None else total_steps
+    batches, load_s = collect_batches(loader)
+    sizes = [batch_positions(b) for b in batches]
+    backward, update, opt = step_fns(trainer); trainer.model.train()
+    for i in spread_indices(sizes, 1) * warmup_steps: backward(batches[i]); update()
+    picked, fb, up = spread_indices(sizes, min(timed_steps, max(2, total // 10))), [], []  # short runs: fewer
+    for i in picked: fb += time_calls(backward, [batches[i]]); up += time_calls(update, [None])
+    n_micro = total * n_batches / per_epoch  # micro-batches in the run
+    secs = micro_batch_seconds(sizes, [sizes[i] for i in picked], fb, n_micro) + n_micro * load_s + total * sum(up) / len(up)
+    return secs / max(total, 1), total, epochs, opt
+
 # %% ../nbs/04_train.ipynb #0cfcffac
 def estimate_trainer_time(trainer:Trainer, # a Trainer, before `train()`
                           warmup_steps:int=1, # untimed steps first (kernel loading, allocation)
-                          timed_steps:int=3, # steps timed and averaged
+                          timed_steps:int=4, # batches timed, spread over the run's batch sizes
                           total_steps:int|None=None, # steps to extrapolate to; None = the Trainer's count
-                         ) -> TimeEstimate:
-    "Time real optimizer steps on a snapshot of the model, restore the weights, extrapolate to the run."
-    model = trainer.model
-    saved = {k: v.detach().to('cpu', copy=True) for k, v in model.state_dict().items()}
+                          eval_batches:int=2, # eval batches timed (if `train()` evaluates)
+                         ) -> TrainerEstimate:
+    "Time steps, one evaluation and one checkpoint on a snapshot of the model; restore weights and RNG; extrapolate."
+    model, start = trainer.model, time.perf_counter()
+    saved, rng, mode = {k: v.detach().to('cpu', copy=True) for k, v in model.state_dict().items()}, rng_state(), model.training
     try:
-        total = total_train_steps(trainer) if total_steps is None else total_steps
-        return estimate_train_time(optimizer_step_fn(trainer), total, warmup_steps=warmup_steps, timed_steps=timed_steps)
+        sps, total, epochs, opt = step_seconds(trainer, warmup_steps, timed_steps, total_steps)
+        n_eval, n_save = evaluation_count(trainer.args, total, epochs), save_count(trainer.args, total, epochs)
+        return TrainerEstimate(sps, total, warmup_steps=warmup_steps, timed_steps=timed_steps, evaluations=n_eval,
+                               seconds_per_eval=eval_seconds(trainer, eval_batches) if n_eval else 0.0, saves=n_save,
+                               seconds_per_save=save_seconds(trainer, opt) if n_save else 0.0,
+                               measure_seconds=time.perf_counter() - start)
     finally:
-        model.load_state_dict(saved)
-        model.zero_grad(set_to_none=True)
+        model.load_state_dict(saved); model.zero_grad(set_to_none=True); model.train(mode); set_rng_state(rng)
 
 # %% ../nbs/04_train.ipynb #0901c48f
 class GracefulStop(TrainerCallback):
@@ -229,15 +419,14 @@ def train_with_estimate(trainer:Trainer, # a Trainer (e.g. from `make_trainer`)
     "Print the time estimate, train with a progress bar, and return runtime, tokens/s and the estimate."
     ckpt = _resume_from(trainer, resume)
     done = _checkpoint_state(ckpt)
-    est = estimate_trainer_time(trainer)
-    est = dataclasses.replace(est, total_steps=max(est.total_steps - done.get('global_step', 0), 0), total_seconds=None)
+    est = estimate_trainer_time(trainer).remaining(done.get('global_step', 0))
     print(est)
     out = trainer.train(resume_from_checkpoint=ckpt)
     runtime, tokens = out.metrics['train_runtime'], trainer.state.num_input_tokens_seen or 0
     session_tokens = tokens - (done.get('num_input_tokens_seen') or 0)
     print(f"Training completed in {format_duration(runtime)} (estimate was {format_duration(est.total_seconds)})")
     return dict(train_loss=out.training_loss, train_runtime_s=runtime, estimated_runtime_s=est.total_seconds,
-                estimate_error=(est.total_seconds - runtime) / runtime if runtime else None,
+                estimate_error=(est.total_seconds - runtime) / runtime if runtime else None, estimate_measure_s=est.measure_seconds,
                 train_tokens=tokens, tokens_per_s=session_tokens / runtime if runtime else None,
                 examples=len(trainer.train_dataset), interrupted=_stop_flag(trainer))
 
@@ -295,6 +484,8 @@ def _rouge(p, r, **kw):
 # %% ../nbs/04_train.ipynb #9da7e1cb
 LOCAL_METRICS = {'accuracy': _accuracy, 'f1': _f1, 'exact_match': _exact_match, 'rouge': _rouge}
 
+def _as_list(x) -> list: return x.tolist() if hasattr(x, 'tolist') else list(x)  # numpy/torch -> Python values
+
 class LocalMetric:
     "An offline stand-in for an `evaluate` metric: `.compute(predictions=, references=) -> dict`."
     source = 'local'
@@ -303,9 +494,10 @@ class LocalMetric:
             raise ValueError(f"load_metric: no offline version of '{name}'; use one of {sorted(LOCAL_METRICS)} or connect to the Hub")
         self.name, self.fn = name, LOCAL_METRICS[name]
     def compute(self, *, predictions, references, **kw):
-        if len(predictions) != len(references) or not references:
-            raise ValueError(f"{self.name}: {len(predictions)} predictions for {len(references)} references; pass equal, non-empty lists")
-        return self.fn(list(predictions), list(references), **kw)
+        p, r = _as_list(predictions), _as_list(references)  # numpy arrays (the Trainer's compute_metrics) too
+        if len(p) != len(r) or not r:
+            raise ValueError(f"{self.name}: {len(p)} predictions for {len(r)} references; pass equal, non-empty lists")
+        return self.fn(p, r, **kw)
     def __repr__(self): return f"LocalMetric('{self.name}')"
 
 # %% ../nbs/04_train.ipynb #606b19ff

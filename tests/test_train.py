@@ -2,6 +2,7 @@
 import json, math, os, signal
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from transformers import DataCollatorForLanguageModeling, DataCollatorWithPadding, TrainerCallback
@@ -9,7 +10,7 @@ from transformers import DataCollatorForLanguageModeling, DataCollatorWithPaddin
 from finetune_notebooks.core import Precision
 from finetune_notebooks.data import joke_dataset, sentiment_dataset
 from finetune_notebooks.models import load_model
-from finetune_notebooks.train import (GracefulStop, LocalMetric, OutputExists, estimate_trainer_time, last_checkpoint,
+from finetune_notebooks.train import (GracefulStop, LocalMetric, OutputExists, TrainerEstimate, estimate_trainer_time, last_checkpoint,
                                       load_metric, make_trainer, padding_fraction, save_atomic, total_train_steps,
                                       train_with_estimate, training_args, training_kwargs, useful_tokens, write_run)
 
@@ -117,3 +118,26 @@ def test_rouge_corpus_average():
     # identical pair scores 1 everywhere; disjoint pair scores 0 -> mean 0.5
     s = m.compute(predictions=['the cat sat', 'dog'], references=['The cat sat', 'bird'])
     assert s == pytest.approx({'rouge1': 0.5, 'rouge2': 0.5, 'rougeL': 0.5})
+
+
+def test_estimate_counts_evaluations_and_checkpoints(gpt2, tmp_path):
+    model, tok, ds, coll = gpt2
+    # 48 examples / batch 8 = 6 steps per epoch, 2 epochs = 12 steps; eval every 5 steps + the last; save every ceil(12/4)=3
+    args = training_args(tmp_path, per_device_train_batch_size=8, per_device_eval_batch_size=8, num_train_epochs=2,
+                         eval_strategy='steps', eval_steps=5, save_steps=0.25, train_sampling_strategy='group_by_length')
+    t = make_trainer(model, tok, args, ds.map(lambda e: {'length': len(e['input_ids'])}), ds, collator=coll)
+    torch.manual_seed(3); rng = torch.get_rng_state()
+    est = estimate_trainer_time(t)
+    assert isinstance(est, TrainerEstimate) and (est.total_steps, est.evaluations, est.saves) == (12, 3, 4)
+    assert est.seconds_per_eval > 0 and est.seconds_per_save > 0 and torch.equal(torch.get_rng_state(), rng)
+    assert est.total_seconds == pytest.approx(12 * est.seconds_per_step + 3 * est.seconds_per_eval + 4 * est.seconds_per_save)
+    assert '3 evaluations' in str(est) and '4 checkpoints' in str(est) and t.state.log_history == []
+    assert not list(tmp_path.glob('checkpoint-*'))  # the timed checkpoint went to a temporary folder
+
+
+def test_local_metrics_take_numpy_arrays():
+    p, r = np.array([1, 0, 1, 1]), np.array([1, 1, 1, 0])  # what a compute_metrics gets from the Trainer
+    assert LocalMetric('accuracy').compute(predictions=p, references=r) == {'accuracy': 0.5}
+    assert LocalMetric('f1').compute(predictions=p, references=r)['f1'] == pytest.approx(2 / 3)
+    assert LocalMetric('exact_match').compute(predictions=np.array(['a ', 'b']), references=np.array(['a', 'c'])) == {'exact_match': 0.5}
+    with pytest.raises(ValueError, match='non-empty'): LocalMetric('accuracy').compute(predictions=np.array([]), references=np.array([]))
