@@ -20,7 +20,7 @@ from .core import choose_precision, get_device, run_mode, set_seed
 from .data import DataError, chat_dataset
 from .models import load_model
 from .lm import generate_ids, get_preset, perplexity
-from .train import make_trainer, padding_fraction, trainer_precision, save_atomic, train_with_estimate, training_args, write_run
+from .train import OutputExists, make_trainer, padding_fraction, trainer_precision, save_atomic, train_with_estimate, training_args, write_run
 
 # %% ../nbs/11_gpt2_chat.ipynb #d0ad0bf6
 @dataclass
@@ -210,11 +210,14 @@ def run(cfg:Config, # recipe
         overwrite:bool=False): # replace an existing out_dir/model
     "Train, evaluate and save a chat model; returns the metrics written to `out_dir/metrics.json`."
     out = Path(out_dir); set_seed(cfg.seed)
+    if (out/'model').exists() and not (resume or overwrite):  # refuse before training, not after it
+        raise OutputExists(f"{out/'model'} already holds a model: pass overwrite=True (ftnb: --overwrite) or choose another folder")
     model, tok = load_model(cfg.model); add_chat_template(tok)
     train, test, rep = _chat_data(cfg, tok)
     trainer = chat_trainer(model, tok, train, test, cfg, out/'checkpoints')
     before, replies_before = evaluate_chat(model, tok, test, cfg.eval_batch_size), chat_replies(model, tok, cfg)
     res = train_with_estimate(trainer, resume=resume)
+    if res.get('interrupted'): return res  # a checkpoint is saved; no half-trained model, no metrics.json
     model = trained_model(trainer)
     after, replies_after = evaluate_chat(model, tok, test, cfg.eval_batch_size), chat_replies(model, tok, cfg)
     metrics = {'method': 'chat', 'model': cfg.model, 'device': str(get_device()), 'precision': trainer_precision(trainer.args).name,
@@ -222,6 +225,6 @@ def run(cfg:Config, # recipe
                'padding_fraction': padding_fraction(trainer.get_train_dataloader()), **{f'data_{k}': v for k, v in rep.items()},
                'replies_before': replies_before, 'replies_after': replies_after}
     if trainer.is_world_process_zero():
-        save_atomic(model, tok, out/'model', overwrite=overwrite)
+        save_atomic(model, tok, out/'model', overwrite=overwrite or resume)
         write_run(out, metrics, trainer.state.log_history)
     return metrics
