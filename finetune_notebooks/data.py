@@ -13,8 +13,9 @@ from datasets import ClassLabel, Dataset, DatasetDict
 
 # %% auto #0
 __all__ = ['TABLE_FORMATS', 'TEXT_SUFFIXES', 'SENTIMENT_LABELS', 'CAPITALS', 'OPPOSITES', 'GLOSSARY', 'WORDS', 'CHAT_TASKS',
-           'DataError', 'check_file', 'decode_text', 'read_text', 'read_table', 'load_texts', 'split_dataset',
-           'joke_dataset', 'clean_tweet', 'sentiment_dataset', 'chat_dataset', 'instruction_dataset', 'offline_corpus']
+           'DataError', 'check_file', 'decode_text', 'read_text', 'read_table', 'read_columns', 'load_texts',
+           'split_dataset', 'joke_dataset', 'clean_tweet', 'sentiment_dataset', 'chat_dataset', 'instruction_dataset',
+           'offline_corpus']
 
 # %% ../nbs/02_data.ipynb #37338d75
 class DataError(ValueError):
@@ -130,6 +131,19 @@ def read_table(path, # a .csv, .tsv, .json, .jsonl or .parquet file
     ds = ds.select([i for i, t in enumerate(ds['text']) if t is not None and t.strip()])  # select: no progress bar, no cache file
     if len(ds) == 0: raise DataError(f"{p}: no rows with text in column {text_column!r}; add rows")
     return ds
+
+# %% ../nbs/02_data.ipynb #1ae119d4
+def read_columns(path, # a .csv, .tsv, .json, .jsonl or .parquet file
+                 columns:list, # the columns to keep, e.g. ['instruction', 'input', 'output']
+                ) -> Dataset:
+    "Read a table keeping `columns` under their own names; a missing one is an error listing those found."
+    p = check_file(path)
+    if p.suffix.lower() not in TABLE_FORMATS:
+        raise DataError(f"{p}: unsupported suffix {p.suffix!r}; use one of {', '.join(TABLE_FORMATS)}")
+    ds = _build(p)
+    missing = [c for c in columns if c not in ds.column_names]
+    if missing: raise DataError(f"{p}: no column {missing[0]!r}; columns found: {', '.join(ds.column_names) or '(none)'}; this data needs {', '.join(columns)}")
+    return ds.select_columns(list(columns))
 
 # %% ../nbs/02_data.ipynb #594464d0
 def load_texts(path, # a text file (.txt, .md, no suffix) or a table (.csv, .tsv, .json, .jsonl, .parquet)

@@ -74,8 +74,7 @@ def _subset(ds, n:int|None, seed:int): # a Dataset; examples to keep (None = all
 def _read_instructions(source:str, seed:int) -> DatasetDict:
     "Train/test splits from a table file or a Hub data set with instruction, input, output columns."
     if Path(source).suffix.lower() in data.TABLE_FORMATS:
-        # TODO(move to data): read_table keeps only text/label columns; a public reader keeping named columns is missing
-        ds = data._build(data.check_file(source))
+        ds = data.read_columns(source, COLUMNS)
     else:
         from datasets import load_dataset
         ds = load_dataset(source, split='train')
