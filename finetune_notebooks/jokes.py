@@ -17,6 +17,7 @@ from .models import load_model
 from .train import (OutputExists, make_trainer, padding_fraction, save_atomic, train_with_estimate,
                                       training_args, write_run)
 from .lm import PackedCollator, generate, pack_examples, perplexity
+from .chat import trained_model
 
 # %% auto #0
 __all__ = ['JOKES_URL', 'JokesConfig', 'load_jokes', 'tokenize_jokes', 'pack_jokes', 'joke_collator', 'joke_perplexity',
@@ -169,6 +170,7 @@ def run(cfg:JokesConfig, # the recipe
     ppl_before = joke_perplexity(model, blocks['test'], collator, cfg.batch_size)
     trainer = make_joke_trainer(model, tok, blocks, cfg, out / 'checkpoints')
     res = train_with_estimate(trainer, resume=resume)
+    model = trained_model(trainer) # fp32 forward, as the saved model will run
     ppl_after = joke_perplexity(model, blocks['test'], collator, cfg.batch_size)
     metrics = {'method': 'jokes', 'model': cfg.model, 'device': str(get_device()), 'precision': choose_precision(model_type=model).name,
                **res, 'eval_loss': math.log(ppl_after), 'perplexity_before': ppl_before, 'perplexity_after': ppl_after,

@@ -1,8 +1,10 @@
 "End-to-end smoke run of the jokes method: metrics, loss plot, reloadable model."
 import json
 from dataclasses import replace
-import pytest
-from finetune_notebooks.jokes import JokesConfig, run, load_jokes, tokenize_jokes, pack_jokes, sample_jokes
+import pytest, torch
+from finetune_notebooks.jokes import JokesConfig, run, load_jokes, tokenize_jokes, pack_jokes, sample_jokes, make_joke_trainer, _prepare
+from finetune_notebooks.chat import trained_model
+from finetune_notebooks.train import save_atomic
 from finetune_notebooks.models import load_model
 from finetune_notebooks.train import OutputExists
 
@@ -27,6 +29,24 @@ def test_saved_model_reloads_and_generates_the_same(smoke_run):
     out, m = smoke_run
     model, tok = load_model(str(out / 'model'))
     assert sample_jokes(model, tok, JokesConfig.smoke(), 'greedy') == m['samples']
+
+def test_reload_matches_the_unwrapped_trained_model(tmp_path):
+    "Like with like: without the Trainer's autocast, the trained model and its reloaded copy give the same logits and greedy jokes."
+    cfg = replace(JokesConfig.smoke(), max_new_tokens=16)
+    model, tok = load_model(cfg.model)
+    blocks = _prepare(cfg, tok)
+    trainer = make_joke_trainer(model, tok, blocks, cfg, tmp_path / 'ck')
+    trainer.train()
+    x = tok(['A programmer walks into a bar', 'Why did the'], padding=True, return_tensors='pt')
+    with torch.no_grad(): in_trainer = model.eval()(**x).logits # still under the Trainer's autocast when bf16/fp16
+    save_atomic(model, tok, tmp_path / 'model')
+    again, tok2 = load_model(str(tmp_path / 'model'))
+    with torch.no_grad(): want = again.eval()(**x).logits
+    if trainer.args.bf16 or trainer.args.fp16: # without unwrapping, this comparison fails
+        assert not torch.allclose(in_trainer, want, rtol=1.3e-6, atol=1e-5)
+    plain = trained_model(trainer).eval()
+    with torch.no_grad(): torch.testing.assert_close(plain(**x).logits, want)
+    assert sample_jokes(plain, tok, cfg, 'greedy') == sample_jokes(again, tok2, cfg, 'greedy')
 
 def test_refuses_to_overwrite(smoke_run):
     out, _ = smoke_run
