@@ -15,10 +15,11 @@ from transformers import DataCollatorWithPadding, Trainer
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from . import core, data, models, plots, train
+from .chat import trained_model
 
 # %% auto #0
-__all__ = ['ClassifyConfig', 'load_classify_data', 'load_classifier', 'tokenize_texts', 'padding_fractions', 'accuracy_f1',
-           'classify_trainer', 'predict', 'predicted_labels', 'collect_metrics', 'check_run_dir', 'run']
+__all__ = ['EXAMPLE_TEXTS', 'ClassifyConfig', 'load_classify_data', 'load_classifier', 'tokenize_texts', 'padding_fractions',
+           'accuracy_f1', 'classify_trainer', 'predict', 'predicted_labels', 'collect_metrics', 'check_run_dir', 'run']
 
 # %% ../nbs/12_bert_imdb.ipynb #a9350623
 @dataclass
@@ -147,6 +148,9 @@ def classify_trainer(model, # a sequence-classification model (or a peft model w
                               collator=DataCollatorWithPadding(tokenizer), compute_metrics=accuracy_f1)
 
 # %% ../nbs/12_bert_imdb.ipynb #46ab32f2
+EXAMPLE_TEXTS = ('I love this, best day ever!', 'This is the worst service I have ever had.',
+                 'The film was fine, I guess.', 'Absolutely terrible, I want my money back.') # new sentences to try a model on
+
 @torch.no_grad()
 def predict(model, # a sequence-classification model with `config.id2label`
             tokenizer, # its tokenizer
@@ -205,6 +209,8 @@ def run(cfg:ClassifyConfig, # what to train (see `ClassifyConfig.for_mode`)
     stats = train.train_with_estimate(trainer, resume=resume)
     if stats.get('interrupted'): return stats
     metrics = collect_metrics(cfg, trainer, before, trainer.evaluate(), stats, pad['grouped' if cfg.group_by_length else 'dynamic'])
+    model = trained_model(trainer) # fp32 forward, as the saved model will run
+    metrics['predictions'] = predict(model, tokenizer, EXAMPLE_TEXTS, cfg.max_length)
     if trainer.is_world_process_zero():
         train.save_atomic(model, tokenizer, out_dir/'model', overwrite=overwrite)
         train.write_run(out_dir, metrics, trainer.state.log_history)

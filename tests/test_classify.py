@@ -1,8 +1,10 @@
 "End-to-end checks of finetune_notebooks.classify: a smoke run through `run`, as `ftnb classify --smoke` does it."
 import json
 import pytest, torch
-from finetune_notebooks import models
-from finetune_notebooks.classify import ClassifyConfig, run, predict, load_classifier, padding_fractions, tokenize_texts, load_classify_data
+from finetune_notebooks import models, train
+from finetune_notebooks.chat import trained_model
+from finetune_notebooks.classify import (ClassifyConfig, EXAMPLE_TEXTS, run, predict, load_classifier, padding_fractions, tokenize_texts,
+                                         load_classify_data, classify_trainer)
 
 KEYS = ('method', 'model', 'device', 'precision', 'train_loss', 'accuracy_before', 'f1_before', 'accuracy_after',
         'f1_after', 'eval_loss', 'train_runtime_s', 'estimated_runtime_s', 'train_tokens', 'tokens_per_s',
@@ -30,15 +32,30 @@ def test_loss_png(smoke_run):
 
 
 def test_saved_model_reloads_with_same_predictions(smoke_run):
-    out, _ = smoke_run
-    cfg = ClassifyConfig.smoke()
+    "The reloaded model gives exactly the labels and scores `run` recorded from the trained model in memory."
+    out, metrics = smoke_run
     model, tok = models.load_model(str(out / 'model'), task='seq-cls')
     assert model.config.id2label == {0: 'negative', 1: 'positive'}
-    texts = ['what a lovely day', 'this is awful']
-    again, tok2 = models.load_model(str(out / 'model'), task='seq-cls')
-    torch.testing.assert_close(model(**tok(texts, padding=True, return_tensors='pt')).logits,
-                               again(**tok2(texts, padding=True, return_tensors='pt')).logits)
-    assert [p['label'] for p in predict(model, tok, texts)] == [p['label'] for p in predict(again, tok2, texts)]
+    assert len(metrics['predictions']) == len(EXAMPLE_TEXTS)
+    assert predict(model, tok, EXAMPLE_TEXTS, ClassifyConfig.smoke().max_length) == metrics['predictions']
+
+
+def test_reload_matches_the_unwrapped_trained_model(tmp_path):
+    "Compare like with like: the Trainer's mixed-precision forward is removed before comparing with an fp32 reload."
+    cfg = ClassifyConfig.smoke()
+    model, tok = load_classifier(cfg)
+    trainer = classify_trainer(model, tok, tokenize_texts(load_classify_data(cfg), tok, cfg.max_length), cfg, tmp_path / 'ck')
+    trainer.train()
+    x = tok(list(EXAMPLE_TEXTS), padding=True, return_tensors='pt')
+    with torch.no_grad(): in_trainer = model.eval()(**x).logits # still under the Trainer's autocast when bf16/fp16
+    train.save_atomic(model, tok, tmp_path / 'model')
+    reloaded, _ = models.load_model(str(tmp_path / 'model'), task='seq-cls')
+    with torch.no_grad(): want = reloaded.eval()(**x).logits
+    if trainer.args.bf16 or trainer.args.fp16: # this comparison is the one that fails without unwrapping
+        assert not torch.allclose(in_trainer, want, rtol=1.3e-6, atol=1e-5)
+    with torch.no_grad(): got = trained_model(trainer)(**x).logits
+    torch.testing.assert_close(got, want) # fp32 tolerances
+    assert got.argmax(-1).tolist() == want.argmax(-1).tolist()
 
 
 def test_grouping_reduces_padding():
