@@ -170,6 +170,7 @@ def run(cfg:JokesConfig, # the recipe
     ppl_before = joke_perplexity(model, blocks['test'], collator, cfg.batch_size)
     trainer = make_joke_trainer(model, tok, blocks, cfg, out / 'checkpoints')
     res = train_with_estimate(trainer, resume=resume)
+    if res.get('interrupted'): return res  # a checkpoint is saved; no half-trained model, no metrics.json
     model = trained_model(trainer) # fp32 forward, as the saved model will run
     ppl_after = joke_perplexity(model, blocks['test'], collator, cfg.batch_size)
     metrics = {'method': 'jokes', 'model': cfg.model, 'device': str(get_device()), 'precision': choose_precision(model_type=model).name,
