@@ -397,12 +397,15 @@ def main_bench(quick:bool=False, # the quick sizes (a few minutes) instead of th
 
 # %% ../nbs/90_benchmarks.ipynb #5de6b15c
 def profile_step(method:str, arm:str, cfg:BenchConfig, row_limit:int=12) -> str: # which arm; sizes; rows to show
-    "A torch.profiler table of one training step of `arm` (after one warm-up step), by total CPU time."
+    "A torch.profiler table of one Trainer training step and optimizer step of `arm` (after one warm-up step), by total CPU time."
     from torch.profiler import ProfilerActivity, profile
     _set_threads(arm, cfg.threads)
     model, tok = bench_model(method, cfg.size, 'sdpa' if arm == 'ours' else 'eager', cfg.seed)
     train, collator, _ = DATA[method](tok, model, arm, cfg)
-    step = optimizer_step_fn(arm_trainer(method, arm, model, tok, train, collator, cfg, f'/tmp/ftnb-bench/profile-{method}-{arm}'))
+    trainer = arm_trainer(method, arm, model, tok, train, collator, cfg, f'/tmp/ftnb-bench/profile-{method}-{arm}')
+    opt, batches = trainer.create_optimizer(), iter(trainer.get_train_dataloader()) # the arm's own optimizer (fused AdamW for ours)
+    trainer.current_gradient_accumulation_steps = trainer.args.gradient_accumulation_steps # set by train() otherwise
+    def step(): trainer.training_step(model, next(batches)); opt.step(); opt.zero_grad(set_to_none=True) # the Trainer's autocast and backward
     step()
     with profile(activities=[ProfilerActivity.CPU]) as prof: step()
     return prof.key_averages().table(sort_by='cpu_time_total', row_limit=row_limit)
