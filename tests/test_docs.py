@@ -46,3 +46,12 @@ def test_importing_the_package_does_not_import_nbdev():
     r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stderr[-2000:]
     assert int(r.stdout.strip()) >= 1
+
+
+def test_github_workflows_test_and_deploy():
+    wf = ROOT / '.github' / 'workflows'
+    test, deploy = (yaml.safe_load((wf / f).read_text()) for f in ('test.yaml', 'deploy.yaml'))
+    runs = ' '.join(s.get('run', '') for s in test['jobs']['test']['steps'])
+    assert runs.index('torch==2.13.0') < runs.index('pip install -e ".[dev]"')  # the CPU wheel before the package
+    assert 'nbdev_test' in runs and 'pytest -q tests' in runs and 'nbdev_export' in runs
+    assert 'nbdev_docs' in ' '.join(s.get('run', '') for s in deploy['jobs']['deploy']['steps'])
