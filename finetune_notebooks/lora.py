@@ -12,7 +12,8 @@ import torch
 from peft import LoraConfig, PeftModel, TaskType, get_peft_model
 
 from . import core, models, plots, train
-from .classify import (ClassifyConfig, check_run_dir, collect_metrics, load_classifier,
+from .chat import trained_model
+from .classify import (EXAMPLE_TEXTS, ClassifyConfig, check_run_dir, collect_metrics, load_classifier,
                                          load_classify_data, classify_trainer, padding_fractions, predict, tokenize_texts)
 
 # %% auto #0
@@ -127,6 +128,7 @@ def compare_runs(runs:dict) -> 'pd.DataFrame': # name -> result of `train_measur
     import pandas as pd
     rows = {name: {'accuracy before': r['before']['eval_accuracy'], 'accuracy after': r['after']['eval_accuracy'],
                    'F1 after': r['after']['eval_f1'], 'trainable parameters': r['trainable_parameters'],
+                   'estimated time (s)': r['stats'].get('estimated_runtime_s'),
                    'training time (s)': r['stats'].get('train_runtime_s'), 'peak memory (MB)': r['peak_memory_mb'],
                    'checkpoint (MB)': r.get('checkpoint_mb')} for name, r in runs.items()}
     return pd.DataFrame(rows).T
@@ -148,6 +150,8 @@ def run(cfg:LoraRunConfig, # what to train (see `LoraRunConfig.for_mode`)
     if stats.get('interrupted'): return stats
     metrics = collect_metrics(cfg, trainer, before, trainer.evaluate(), stats, pad['grouped' if cfg.group_by_length else 'dynamic'], method='lora')
     metrics.update(r=cfg.r, alpha=cfg.alpha, trainable_share=models.parameter_share(model), peak_memory_mb=mem.peak_mb)
+    model = trained_model(trainer) # fp32 forward, as the reloaded adapter will run
+    metrics['predictions'] = predict(model, tokenizer, EXAMPLE_TEXTS, cfg.max_length)
     if trainer.is_world_process_zero():
         train.save_atomic(model, tokenizer, out_dir/'model', overwrite=overwrite)
         metrics['checkpoint_mb'] = dir_size_mb(out_dir/'model')

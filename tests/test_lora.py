@@ -2,8 +2,9 @@
 import json
 import pytest, torch
 from peft import get_peft_model
-from finetune_notebooks import models
-from finetune_notebooks.classify import load_classifier
+from finetune_notebooks import models, train
+from finetune_notebooks.chat import trained_model
+from finetune_notebooks.classify import EXAMPLE_TEXTS, load_classifier, load_classify_data, classify_trainer, predict, tokenize_texts
 from finetune_notebooks.lora import LoraRunConfig, run, lora_config, add_lora, load_adapter, merge_lora, dir_size_mb
 
 KEYS = ('method', 'model', 'device', 'precision', 'train_loss', 'accuracy_before', 'f1_before', 'accuracy_after',
@@ -37,6 +38,35 @@ def test_adapter_reloads_and_merges(smoke_run, tmp_path):
     assert not hasattr(plain, 'peft_config')
     with torch.no_grad(): torch.testing.assert_close(plain(**tok2(['a fine day', 'a dreadful day'], padding=True, return_tensors='pt')).logits, want, atol=1e-4, rtol=1e-4)
     assert dir_size_mb(out / 'model') < dir_size_mb(tmp_path / 'merged')
+
+
+def test_reloaded_adapter_predicts_as_the_trained_model(smoke_run):
+    "The adapter reloaded onto a fresh base gives exactly what `run` recorded from the trained model in memory."
+    out, metrics = smoke_run
+    adapted, tok = load_adapter(out / 'model', LoraRunConfig.smoke())
+    assert predict(adapted, tok, EXAMPLE_TEXTS, LoraRunConfig.smoke().max_length) == metrics['predictions']
+
+
+def test_reload_and_merge_match_the_unwrapped_trained_model(tmp_path):
+    "Like with like: the trained peft model without the Trainer's autocast equals its reloaded adapter and its merged copy."
+    cfg = LoraRunConfig.smoke()
+    base, tok = load_classifier(cfg)
+    model = add_lora(base, cfg)
+    trainer = classify_trainer(model, tok, tokenize_texts(load_classify_data(cfg), tok, cfg.max_length), cfg, tmp_path / 'ck')
+    trainer.train()
+    x = tok(list(EXAMPLE_TEXTS), padding=True, return_tensors='pt')
+    with torch.no_grad(): in_trainer = model.eval()(**x).logits # still under the Trainer's autocast when bf16/fp16
+    train.save_atomic(model, tok, tmp_path / 'adapter')
+    adapted, _ = load_adapter(tmp_path / 'adapter', cfg)
+    with torch.no_grad(): want = adapted(**x).logits
+    if trainer.args.bf16 or trainer.args.fp16: # without unwrapping, this comparison fails
+        assert not torch.allclose(in_trainer, want, rtol=1.3e-6, atol=1e-5)
+    plain = trained_model(trainer).eval()
+    with torch.no_grad(): got = plain(**x).logits
+    torch.testing.assert_close(got, want)
+    with torch.no_grad(): merged = merge_lora(plain)(**x).logits
+    torch.testing.assert_close(merged, want, atol=1e-5, rtol=1e-4)
+    assert merged.argmax(-1).tolist() == want.argmax(-1).tolist()
 
 
 def test_minilm_share_under_5_percent():
