@@ -13,17 +13,17 @@ import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
-from .core import Precision, TimeEstimate, _sync, choose_precision, estimate_train_time, format_duration, get_device, hub_reachable
+from .core import Precision, TimeEstimate, _sync, choose_precision, format_duration, get_device, hub_reachable
 from .plots import plot_losses
 
 # %% auto #0
 __all__ = ['OLD_NAMES', 'TOKENS_SEEN', 'LOCAL_METRICS', 'map_old_names', 'check_arg_names', 'training_kwargs', 'training_args',
            'pad_mask', 'useful_tokens', 'padding_fraction', 'trainer_precision', 'optimizer_step_fn', 'rng_state',
            'set_rng_state', 'batch_positions', 'collect_batches', 'spread_indices', 'fit_line', 'time_calls',
-           'micro_batch_seconds', 'evaluation_count', 'save_count', 'TrainerEstimate', 'step_fns', 'eval_seconds',
-           'save_seconds', 'run_shape', 'total_train_steps', 'step_seconds', 'estimate_trainer_time', 'GracefulStop',
-           'last_checkpoint', 'make_trainer', 'train_with_estimate', 'rouge_one', 'LocalMetric', 'load_metric',
-           'OutputExists', 'save_atomic', 'json_safe', 'write_run']
+           'micro_batch_seconds', 'warm_up', 'evaluation_count', 'save_count', 'TrainerEstimate', 'step_fns',
+           'eval_seconds', 'save_seconds', 'run_shape', 'total_train_steps', 'step_seconds', 'estimate_trainer_time',
+           'GracefulStop', 'last_checkpoint', 'make_trainer', 'train_with_estimate', 'rouge_one', 'LocalMetric',
+           'load_metric', 'OutputExists', 'save_atomic', 'json_safe', 'write_run']
 
 # %% ../nbs/04_train.ipynb #92b9e696
 def _ratio(r): return float(r)  # transformers 5.x: a float warmup_steps below 1 is a share of the run
@@ -205,6 +205,18 @@ def micro_batch_seconds(sizes:list, # positions of every batch of one epoch
     a, b = fit_line(timed_sizes, timed_seconds)
     return n_micro * (a + b * sum(sizes) / len(sizes))
 
+# %% ../nbs/04_train.ipynb #b637a3ae
+def warm_up(step, # one untimed training step
+            min_steps:int=1, # run at least this many
+            max_steps:int=4, # and at most this many
+            clock=time.perf_counter, # seconds; replace to test
+           ) -> list[float]:
+    "Run `step` at least `min_steps` times and again while it still gets 20% faster; the seconds of each call."
+    secs = []
+    while len(secs) < min_steps or (len(secs) < max_steps and (len(secs) < 2 or secs[-1] < 0.8 * secs[-2])):
+        secs += time_calls(lambda _: step(), [None], clock=clock)
+    return secs
+
 # %% ../nbs/04_train.ipynb #96a3114e
 def _interval(every:float, total:int) -> int: return math.ceil(total * every) if every < 1 else int(every)
 
@@ -225,6 +237,8 @@ def save_count(args:TrainingArguments, total_steps:int, epochs:int) -> int: # th
     return total_steps // every + (total_steps % every > 0)
 
 # %% ../nbs/04_train.ipynb #fd8abdb6
+def _plural(n:int, word:str) -> str: return f'{n} {word}' + ('s' if n != 1 else '')
+
 @dataclasses.dataclass
 class TrainerEstimate(TimeEstimate):
     "A `core.TimeEstimate` of `Trainer.train()`: optimizer steps, plus the evaluations and checkpoints it runs."
@@ -240,8 +254,8 @@ class TrainerEstimate(TimeEstimate):
     def __str__(self):
         sps = f'{self.seconds_per_step:.2f}' if self.seconds_per_step >= 0.1 else f'{self.seconds_per_step:.3g}'
         parts = [f'{self.total_steps} steps at {sps} s/step']
-        if self.evaluations: parts.append(f'{self.evaluations} evaluations at {format_duration(self.seconds_per_eval)}')
-        if self.saves: parts.append(f'{self.saves} checkpoints at {format_duration(self.seconds_per_save)}')
+        if self.evaluations: parts.append(f'{_plural(self.evaluations, "evaluation")} at {format_duration(self.seconds_per_eval)}')
+        if self.saves: parts.append(f'{_plural(self.saves, "checkpoint")} at {format_duration(self.seconds_per_save)}')
         return f'Estimated training time: {format_duration(self.total_seconds)} ({", ".join(parts)})'
     def remaining(self, done_steps:int) -> TrainerEstimate: # steps already run (resume)
         "The estimate for the rest of a resumed run: steps, evaluations and checkpoints scaled down."
@@ -323,7 +337,8 @@ def step_seconds(trainer:Trainer, # a Trainer, before `train()`
     batches, load_s = collect_batches(loader)
     sizes = [batch_positions(b) for b in batches]
     backward, update, opt = step_fns(trainer); trainer.model.train()
-    for i in spread_indices(sizes, 1) * warmup_steps: backward(batches[i]); update()
+    median = batches[spread_indices(sizes, 1)[0]]
+    if warmup_steps: warm_up(lambda: (backward(median), update()), warmup_steps, warmup_steps + 3)
     picked, fb, up = spread_indices(sizes, min(timed_steps, max(2, total // 10))), [], []  # short runs: fewer
     for i in picked: fb += time_calls(backward, [batches[i]]); up += time_calls(update, [None])
     n_micro = total * n_batches / per_epoch  # micro-batches in the run
