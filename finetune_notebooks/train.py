@@ -443,7 +443,7 @@ def train_with_estimate(trainer:Trainer, # a Trainer (e.g. from `make_trainer`)
     return dict(train_loss=out.training_loss, train_runtime_s=runtime, estimated_runtime_s=est.total_seconds,
                 estimate_error=(est.total_seconds - runtime) / runtime if runtime else None, estimate_measure_s=est.measure_seconds,
                 train_tokens=tokens, tokens_per_s=session_tokens / runtime if runtime else None,
-                examples=len(trainer.train_dataset), interrupted=_stop_flag(trainer))
+                examples=len(trainer.train_dataset), world_size=trainer.args.world_size, interrupted=_stop_flag(trainer))
 
 # %% ../nbs/04_train.ipynb #aab17251
 def _accuracy(p, r, **kw): return {'accuracy': sum(a == b for a, b in zip(p, r)) / len(r)}

@@ -159,4 +159,4 @@ def test_two_process_torchrun(tmp_path):
                        capture_output=True, text=True, env=ENV, timeout=900, cwd=ROOT)
     assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-3000:])
     m = json.loads((out / 'metrics.json').read_text())
-    assert m['method'] == 'classify' and m.get('world_size', 2) == 2
+    assert m['method'] == 'classify' and m['world_size'] == 2
