@@ -4,8 +4,7 @@
 
 # %% auto #0
 __all__ = ['CHAT_TEMPLATE', 'Config', 'add_chat_template', 'encode_chat', 'turn_starts', 'fit_chat', 'prepare_chats',
-           'load_chats', 'make_collator', 'chat', 'chat_replies', 'chat_trainer', 'trained_model', 'evaluate_chat',
-           'run']
+           'load_chats', 'make_collator', 'chat', 'chat_replies', 'chat_trainer', 'evaluate_chat', 'run']
 
 # %% ../nbs/11_gpt2_chat.ipynb #384cc00d
 import dataclasses, math, os
@@ -20,7 +19,7 @@ from .core import choose_precision, get_device, run_mode, set_seed
 from .data import DataError, chat_dataset
 from .models import load_model
 from .lm import generate_ids, get_preset, perplexity
-from .train import OutputExists, make_trainer, padding_fraction, trainer_precision, save_atomic, train_with_estimate, training_args, write_run
+from .train import OutputExists, make_trainer, trained_model, padding_fraction, trainer_precision, save_atomic, train_with_estimate, training_args, write_run
 
 # %% ../nbs/11_gpt2_chat.ipynb #d0ad0bf6
 @dataclass
@@ -184,10 +183,6 @@ def chat_trainer(model, tokenizer, # a causal LM and its tokenizer with CHAT_TEM
         logging_steps=cfg.logging_steps, eval_strategy='steps' if cfg.eval_steps else 'no', eval_steps=cfg.eval_steps,
         save_strategy='steps', save_steps=cfg.eval_steps or 200, save_total_limit=1, seed=cfg.seed)
     return make_trainer(model, tokenizer, args, train_ds, eval_ds, collator=make_collator(tokenizer))
-
-def trained_model(trainer:Trainer): # a Trainer after `train()`
-    "The trained model without accelerate's mixed-precision forward wrapper, so it runs as a reloaded copy will."
-    return trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
 
 # %% ../nbs/11_gpt2_chat.ipynb #9e89ff1a
 def evaluate_chat(model, tokenizer, # a causal LM and its tokenizer

@@ -15,7 +15,7 @@ from transformers import DataCollatorWithPadding, Trainer
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from . import core, data, models, plots, train
-from .chat import trained_model
+from .train import trained_model
 
 # %% auto #0
 __all__ = ['EXAMPLE_TEXTS', 'ClassifyConfig', 'load_classify_data', 'load_classifier', 'tokenize_texts', 'padding_fractions',

@@ -17,7 +17,7 @@ from .models import load_model
 from .train import (OutputExists, make_trainer, padding_fraction, save_atomic, train_with_estimate,
                                       training_args, write_run)
 from .lm import PackedCollator, generate, pack_examples, perplexity
-from .chat import trained_model
+from .train import trained_model
 
 # %% auto #0
 __all__ = ['JOKES_URL', 'JokesConfig', 'load_jokes', 'tokenize_jokes', 'pack_jokes', 'joke_collator', 'joke_perplexity',

@@ -12,7 +12,7 @@ import torch
 from peft import LoraConfig, PeftModel, TaskType, get_peft_model
 
 from . import core, models, plots, train
-from .chat import trained_model
+from .train import trained_model
 from .classify import (EXAMPLE_TEXTS, ClassifyConfig, check_run_dir, collect_metrics, load_classifier,
                                          load_classify_data, classify_trainer, padding_fractions, predict, tokenize_texts)
 

@@ -22,8 +22,8 @@ __all__ = ['OLD_NAMES', 'TOKENS_SEEN', 'LOCAL_METRICS', 'map_old_names', 'check_
            'set_rng_state', 'batch_positions', 'collect_batches', 'spread_indices', 'fit_line', 'time_calls',
            'micro_batch_seconds', 'warm_up', 'evaluation_count', 'save_count', 'TrainerEstimate', 'step_fns',
            'eval_seconds', 'save_seconds', 'run_shape', 'total_train_steps', 'step_seconds', 'estimate_trainer_time',
-           'GracefulStop', 'last_checkpoint', 'make_trainer', 'train_with_estimate', 'rouge_one', 'LocalMetric',
-           'load_metric', 'OutputExists', 'save_atomic', 'json_safe', 'write_run']
+           'GracefulStop', 'last_checkpoint', 'make_trainer', 'train_with_estimate', 'trained_model', 'rouge_one',
+           'LocalMetric', 'load_metric', 'OutputExists', 'save_atomic', 'json_safe', 'write_run']
 
 # %% ../nbs/04_train.ipynb #92b9e696
 def _ratio(r): return float(r)  # transformers 5.x: a float warmup_steps below 1 is a share of the run
@@ -444,6 +444,11 @@ def train_with_estimate(trainer:Trainer, # a Trainer (e.g. from `make_trainer`)
                 estimate_error=(est.total_seconds - runtime) / runtime if runtime else None, estimate_measure_s=est.measure_seconds,
                 train_tokens=tokens, tokens_per_s=session_tokens / runtime if runtime else None,
                 examples=len(trainer.train_dataset), world_size=trainer.args.world_size, interrupted=_stop_flag(trainer))
+
+# %% ../nbs/04_train.ipynb #0d2ff176
+def trained_model(trainer:Trainer): # a Trainer after `train()`
+    "The trained model without accelerate's mixed-precision forward wrapper, so it runs as a reloaded copy will."
+    return trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
 
 # %% ../nbs/04_train.ipynb #aab17251
 def _accuracy(p, r, **kw): return {'accuracy': sum(a == b for a, b in zip(p, r)) / len(r)}

@@ -2,7 +2,7 @@
 import json
 import pytest, torch
 from finetune_notebooks import models, train
-from finetune_notebooks.chat import trained_model
+from finetune_notebooks.train import trained_model
 from finetune_notebooks.classify import (ClassifyConfig, EXAMPLE_TEXTS, run, predict, load_classifier, padding_fractions, tokenize_texts,
                                          load_classify_data, classify_trainer)
 

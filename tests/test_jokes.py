@@ -3,7 +3,7 @@ import json
 from dataclasses import replace
 import pytest, torch
 from finetune_notebooks.jokes import JokesConfig, run, load_jokes, tokenize_jokes, pack_jokes, sample_jokes, make_joke_trainer, _prepare
-from finetune_notebooks.chat import trained_model
+from finetune_notebooks.train import trained_model
 from finetune_notebooks.train import save_atomic
 from finetune_notebooks.models import load_model
 from finetune_notebooks.train import OutputExists

@@ -3,7 +3,7 @@ import json
 import pytest, torch
 from peft import get_peft_model
 from finetune_notebooks import models, train
-from finetune_notebooks.chat import trained_model
+from finetune_notebooks.train import trained_model
 from finetune_notebooks.classify import EXAMPLE_TEXTS, load_classifier, load_classify_data, classify_trainer, predict, tokenize_texts
 from finetune_notebooks.lora import LoraRunConfig, run, lora_config, add_lora, load_adapter, merge_lora, dir_size_mb
 
