@@ -113,15 +113,19 @@ def _check_column(ds:Dataset, p:Path, # the data set and the file it came from
     if column not in ds.column_names:
         raise DataError(f"{p}: no column {column!r}; columns found: {', '.join(ds.column_names) or '(none)'}; pass {role}= one of them")
 
+def _open_table(path) -> tuple: # a .csv, .tsv, .json, .jsonl or .parquet file
+    "The checked path and its rows, all columns; clear errors for a bad file or suffix."
+    p = check_file(path)
+    if p.suffix.lower() not in TABLE_FORMATS:
+        raise DataError(f"{p}: unsupported suffix {p.suffix!r}; use one of {', '.join(TABLE_FORMATS)} (or .txt/.md for plain text)")
+    return p, _build(p)
+
 def read_table(path, # a .csv, .tsv, .json, .jsonl or .parquet file
                text_column:str='text', # the column with the text
                label_column:str|None=None, # an optional column with labels
               ) -> Dataset:
     "Read a table into a `Dataset` with columns `text` (and `label`), dropping rows without text."
-    p = check_file(path)
-    if p.suffix.lower() not in TABLE_FORMATS:
-        raise DataError(f"{p}: unsupported suffix {p.suffix!r}; use one of {', '.join(TABLE_FORMATS)} (or .txt/.md for plain text)")
-    ds = _build(p)
+    p, ds = _open_table(path)
     for col, role in ((text_column, 'text_column'), (label_column, 'label_column')):
         if col is not None: _check_column(ds, p, col, role)
     keep = {text_column: 'text'} | ({label_column: 'label'} if label_column else {})
@@ -137,10 +141,7 @@ def read_columns(path, # a .csv, .tsv, .json, .jsonl or .parquet file
                  columns:list, # the columns to keep, e.g. ['instruction', 'input', 'output']
                 ) -> Dataset:
     "Read a table keeping `columns` under their own names; a missing one is an error listing those found."
-    p = check_file(path)
-    if p.suffix.lower() not in TABLE_FORMATS:
-        raise DataError(f"{p}: unsupported suffix {p.suffix!r}; use one of {', '.join(TABLE_FORMATS)}")
-    ds = _build(p)
+    p, ds = _open_table(path)
     missing = [c for c in columns if c not in ds.column_names]
     if missing: raise DataError(f"{p}: no column {missing[0]!r}; columns found: {', '.join(ds.column_names) or '(none)'}; this data needs {', '.join(columns)}")
     return ds.select_columns(list(columns))
