@@ -40,7 +40,7 @@ ARTICLE001 = dict(examples=3000, tokens_per_example=20, epochs=10, hours=44) # a
 class BenchConfig:
     "Sizes of one benchmark run."
     size:str='full' # 'full' (GPT-2 124M, MiniLM, Flan-T5-small shape), 'quick' (smaller GPT-2 and T5), 'tiny' (tests)
-    n_train:dict=field(default_factory=lambda: {'jokes': 40, 'classify': 64, 'instruct': 32}) # training examples per method
+    n_train:dict=field(default_factory=lambda: {'jokes': 120, 'classify': 64, 'instruct': 32}) # training examples per method
     n_eval:dict=field(default_factory=lambda: {'jokes': 16, 'classify': 100, 'instruct': 16}) # held-out examples per method
     max_length:int=128 # the baseline pads every example to this many tokens (the articles' recipes)
     batch_size:dict=field(default_factory=lambda: {'jokes': 4, 'classify': 8, 'instruct': 8}) # examples per baseline step
