@@ -354,6 +354,7 @@ def run_bench(cfg:BenchConfig, json_out=None, verbose:bool=True) -> dict: # size
     res['generation'] = isolated('run_generation', cfg=cfg)
     res['article001_projected_minutes'] = project_minutes(res['jokes']['ours']['useful_tokens_per_s'])
     res['article001_projected_minutes_baseline'] = project_minutes(res['jokes']['baseline']['useful_tokens_per_s'])
+    res['article001_model'] = 'GPT-2 124M' if cfg.size == 'full' else f'the {cfg.size} GPT-2 (smaller than the article\'s 124M: run the full bench for the real projection)'
     machine = machine_report(res['jokes']['ours']['precision'])
     res.update(device=machine['device'], precision=machine['precision'], threads=machine['threads'], machine=machine,
                config=asdict(cfg), total_wall_s=time.perf_counter() - t0)
@@ -380,7 +381,7 @@ def targets_met(res:dict) -> dict: # from `run_bench`
     out = {f'{m} speedup >= {TARGETS[m]}x': (res[m]['speedup'] or 0) >= TARGETS[m] for m in METHODS}
     out['jokes eval loss <= baseline'] = j['ours']['eval_metric'] <= j['baseline']['eval_metric']
     out['classify accuracy at most 1 point below baseline'] = c['ours']['eval_metric'] >= c['baseline']['eval_metric'] - 0.01 # higher is fine
-    out['article 001 under 45 min'] = res['article001_projected_minutes'] < 45
+    out['article 001 under 45 min'] = res['article001_projected_minutes'] < 45 and res.get('article001_model', 'GPT-2 124M') == 'GPT-2 124M'  # only the full run projects the real model
     out['estimates within 20%'] = all((res[m]['estimate_error'] or 0) <= 0.2 for m in METHODS)
     return out
 
@@ -390,7 +391,7 @@ def main_bench(quick:bool=False, # the quick sizes (a few minutes) instead of th
     "`ftnb bench`: run the benchmark, print the table and the targets, write `json_out`; return the results."
     res = run_bench(BenchConfig.quick() if quick else BenchConfig(), json_out)
     print(bench_table(res).to_string())
-    print(f"\nArticle 001 (10 epochs of 3K jokes, ~600K tokens) projected: {res['article001_projected_minutes']:.0f} min (the article: {ARTICLE001['hours']} h)")
+    print(f"\nArticle 001 (10 epochs of 3K jokes, ~600K tokens) projected: {res['article001_projected_minutes']:.0f} min on {res['article001_model']} (the article: {ARTICLE001['hours']} h)")
     g = res['generation']; print(f"Generation: batched {g['batched_tokens_per_s']:.1f} tokens/s, one at a time {g['single_tokens_per_s']:.1f} tokens/s")
     for k, ok in targets_met(res).items(): print(f"{'met ' if ok else 'MISSED'} {k}")
     return res
