@@ -4,7 +4,7 @@
 
 # %% ../nbs/15_training_loop.ipynb #17a37774
 from __future__ import annotations
-import itertools, math, random, shutil
+import contextlib, itertools, math, random, shutil, signal
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -25,7 +25,7 @@ __all__ = ['PLACES', 'REGIONS', 'SIGHTS', 'FOODS', 'SEASONS', 'PEOPLE', 'TEMPLAT
            'write_sentences', 'tokenize_lines', 'make_loader', 'process_one_batch', 'make_optimizer', 'make_scheduler',
            'train_step', 'evaluate_loss', 'save_checkpoint', 'load_checkpoint', 'next_token', 'generate_ids_until_eos',
            'generate_until_eos', 'generate_for_keywords', 'keyword_table', 'total_steps', 'make_loaders',
-           'estimate_loop_time', 'train_epoch', 'train_loop', 'run']
+           'estimate_loop_time', 'train_epoch', 'sigterm_as_ctrl_c', 'train_loop', 'run']
 
 # %% ../nbs/15_training_loop.ipynb #aae02c02
 @dataclass
@@ -373,6 +373,16 @@ def train_epoch(model, loader, # the model and the training loader
         if on_step is not None and on_step(losses[-1]): break
     return losses
 
+@contextlib.contextmanager
+def sigterm_as_ctrl_c():
+    "Inside the block, SIGTERM (`kill`, a cluster scheduler, Colab stopping) raises KeyboardInterrupt, like Ctrl-C."
+    def handler(signum, frame): raise KeyboardInterrupt
+    try: old = signal.signal(signal.SIGTERM, handler)
+    except ValueError: old = None  # not the main thread: leave SIGTERM alone
+    try: yield
+    finally:
+        if old is not None: signal.signal(signal.SIGTERM, old)
+
 def train_loop(cfg:LoopConfig, # the recipe
                model, tokenizer, # the model to train (in place) and its tokenizer
                out_dir, # run folder: sentences.txt, checkpoints/
@@ -385,12 +395,15 @@ def train_loop(cfg:LoopConfig, # the recipe
     print(estimate_loop_time(model, r.train_dl, r.precision, end - r.step, cfg.lr))
     per_epoch, bar = len(r.train_dl), tqdm(total=end, initial=r.step, desc='training', unit='step', mininterval=2)
     try:
-        while r.step < end:
-            epoch, skip = divmod(r.step, per_epoch)
-            r.train_dl.generator.manual_seed(cfg.seed + epoch)  # each epoch's order depends only on its number
-            train_epoch(model, r.train_dl, r.opt, r.sched, r.precision, r.scaler, cfg.max_grad_norm, skip,
-                        lambda loss: _log(r, cfg, loss, epoch, bar, end))
-    except KeyboardInterrupt: print(f'Interrupted at step {r.step}: checkpoint saved to {_save(r)}; resume=True continues')
+        with sigterm_as_ctrl_c():
+            while r.step < end:
+                epoch, skip = divmod(r.step, per_epoch)
+                r.train_dl.generator.manual_seed(cfg.seed + epoch)  # each epoch's order depends only on its number
+                train_epoch(model, r.train_dl, r.opt, r.sched, r.precision, r.scaler, cfg.max_grad_norm, skip,
+                            lambda loss: _log(r, cfg, loss, epoch, bar, end))
+    except KeyboardInterrupt:
+        print(f'Interrupted at step {r.step}: checkpoint saved to {_save(r)}; resume=True continues')
+        return r.history + [{'step': r.step, 'interrupted': True}]  # marks the stop; the checkpoint's history has no such row
     else:
         if r.step % cfg.save_every: _save(r)  # the session's last step, unless just saved
     finally: bar.close()
@@ -410,6 +423,7 @@ def run(cfg:LoopConfig, # the recipe
     model, tokenizer = load_model(cfg.model)
     before = generate_for_keywords(model, tokenizer, cfg)
     with Timer() as t: history = train_loop(cfg, model, tokenizer, out, resume=resume)
+    if history[-1].get('interrupted'): return {'method': 'loop', 'interrupted': True, 'steps': history[-1]['step']}  # no model, no metrics.json
     evals = [h['eval_loss'] for h in history if 'eval_loss' in h]
     metrics = dict(method='loop', model=cfg.model, steps=max(h['step'] for h in history), runtime_s=round(t.elapsed, 1),
                    eval_loss_before=evals[0], eval_loss=evals[-1], perplexity=math.exp(evals[-1]),

@@ -152,6 +152,23 @@ def test_interrupted_run_resumes_to_completion(tmp_path):
     assert json.loads((out / 'metrics.json').read_text())['method'] == 'jokes'
 
 
+def test_interrupted_loop_resumes_to_completion(tmp_path):
+    "The hand-written loop (no Trainer) stops the same way: SIGTERM, a checkpoint, exit 130, then --resume."
+    out, steps = tmp_path / 'loop', 200
+    cmd = [sys.executable, '-m', 'finetune_notebooks.cli', 'loop', '--smoke', '--max-steps', str(steps), '--out', str(out)]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV, cwd=ROOT)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (out / 'checkpoints').exists() and p.poll() is None: time.sleep(0.2)
+    assert p.poll() is None, "the run finished before it could be interrupted: raise `steps`"
+    p.send_signal(signal.SIGTERM)
+    log, _ = p.communicate(timeout=300)
+    assert p.returncode == 130 and '--resume' in log, log[-3000:]
+    assert not (out / 'metrics.json').exists() and not (out / 'model').exists()
+    r = ftnb('loop', '--smoke', '--max-steps', steps, '--out', out, '--resume')
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert json.loads((out / 'metrics.json').read_text())['steps'] == steps
+
+
 def test_two_process_torchrun(tmp_path):
     out = tmp_path / 'ddp'
     r = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', '-m',
