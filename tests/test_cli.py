@@ -169,11 +169,14 @@ def test_interrupted_loop_resumes_to_completion(tmp_path):
     assert json.loads((out / 'metrics.json').read_text())['steps'] == steps
 
 
-def test_two_process_torchrun(tmp_path):
+@pytest.mark.parametrize('method', METHODS)
+def test_two_process_torchrun(tmp_path, method):
+    "Every Trainer-based command under torchrun: two CPU processes over gloo, one writer."
     out = tmp_path / 'ddp'
     r = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', '-m',
-                        'finetune_notebooks.cli', 'classify', '--smoke', '--out', str(out)],
+                        'finetune_notebooks.cli', method, '--smoke', '--out', str(out)],
                        capture_output=True, text=True, env=ENV, timeout=900, cwd=ROOT)
     assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-3000:])
     m = json.loads((out / 'metrics.json').read_text())
-    assert m['method'] == 'classify' and m['world_size'] == 2
+    assert m['method'] == method and m['world_size'] == 2
+    assert not list(out.glob('.*tmp*')), 'a temporary model folder was left behind'
