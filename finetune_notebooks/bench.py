@@ -17,7 +17,7 @@ from transformers import (AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoModel
 from .core import Precision, choose_precision, cpu_model, get_device, set_seed
 from .data import instruction_dataset, joke_dataset, sentiment_dataset, split_dataset
 from .models import load_model, tiny_tokenizer
-from .train import estimate_trainer_time, make_trainer, optimizer_step_fn, pad_mask, training_args
+from .train import estimate_trainer_time, make_trainer, pad_mask, training_args
 from .jokes import joke_collator, pack_jokes, tokenize_jokes
 from .lm import perplexity
 

@@ -5,7 +5,7 @@
 # %% ../nbs/04_train.ipynb #15f48338
 from __future__ import annotations
 import copy, dataclasses, difflib, json, math, os, shutil, signal, tempfile, time
-from itertools import cycle, islice
+from itertools import islice
 from pathlib import Path
 from typing import Mapping
 
@@ -18,12 +18,12 @@ from .plots import plot_losses
 
 # %% auto #0
 __all__ = ['OLD_NAMES', 'TOKENS_SEEN', 'LOCAL_METRICS', 'map_old_names', 'check_arg_names', 'training_kwargs', 'training_args',
-           'pad_mask', 'useful_tokens', 'padding_fraction', 'trainer_precision', 'optimizer_step_fn', 'rng_state',
-           'set_rng_state', 'batch_positions', 'collect_batches', 'spread_indices', 'fit_line', 'time_calls',
-           'micro_batch_seconds', 'warm_up', 'evaluation_count', 'save_count', 'TrainerEstimate', 'step_fns',
-           'eval_seconds', 'save_seconds', 'run_shape', 'total_train_steps', 'step_seconds', 'estimate_trainer_time',
-           'GracefulStop', 'last_checkpoint', 'make_trainer', 'train_with_estimate', 'trained_model', 'rouge_one',
-           'LocalMetric', 'load_metric', 'OutputExists', 'save_atomic', 'json_safe', 'write_run']
+           'pad_mask', 'useful_tokens', 'padding_fraction', 'trainer_precision', 'rng_state', 'set_rng_state',
+           'padded_positions', 'collect_batches', 'spread_indices', 'fit_line', 'time_calls', 'micro_batch_seconds',
+           'warm_up', 'evaluation_count', 'save_count', 'TrainerEstimate', 'step_fns', 'eval_seconds', 'save_seconds',
+           'run_shape', 'total_train_steps', 'step_seconds', 'estimate_trainer_time', 'GracefulStop', 'last_checkpoint',
+           'make_trainer', 'train_with_estimate', 'trained_model', 'rouge_one', 'LocalMetric', 'load_metric',
+           'OutputExists', 'save_atomic', 'json_safe', 'write_run']
 
 # %% ../nbs/04_train.ipynb #92b9e696
 def _ratio(r): return float(r)  # transformers 5.x: a float warmup_steps below 1 is a share of the run
@@ -125,22 +125,6 @@ def trainer_precision(args:TrainingArguments) -> Precision: # the Trainer's argu
     "The `core.Precision` that the Trainer's `fp16`/`bf16` flags ask for."
     return Precision('fp16' if args.fp16 else 'bf16' if args.bf16 else 'fp32', reason='from TrainingArguments')
 
-def optimizer_step_fn(trainer:Trainer): # the Trainer whose model and data are used
-    "A function running one real optimizer step (with gradient accumulation) on the Trainer's data."
-    model, args = trainer.model, trainer.args
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.learning_rate)
-    batches, accum = cycle(trainer.get_train_dataloader()), args.gradient_accumulation_steps
-    prec = trainer_precision(args)
-    scaler = prec.grad_scaler(args.device)  # loss scaling for fp16, a pass-through otherwise
-    def step():
-        model.train()
-        for _ in range(accum):
-            batch = {k: v.to(args.device) if torch.is_tensor(v) else v for k, v in next(batches).items()}
-            with prec.autocast(args.device): loss = trainer.compute_loss(model, batch) / accum
-            scaler.scale(loss).backward()
-        scaler.step(opt); scaler.update(); opt.zero_grad(set_to_none=True)
-    return step
-
 # %% ../nbs/04_train.ipynb #36e161b1
 def rng_state() -> dict:
     "The random states a training step uses: Python, NumPy, torch (and CUDA)."
@@ -156,7 +140,7 @@ def set_rng_state(st:dict): # from `rng_state()`
     if 'cuda' in st: torch.cuda.set_rng_state_all(st['cuda'])
 
 # %% ../nbs/04_train.ipynb #eadf06a6
-def batch_positions(batch:Mapping) -> int: # a collated batch
+def padded_positions(batch:Mapping) -> int: # a collated batch
     "Padded positions in `batch` (rows × columns of `input_ids`): what a step's compute grows with."
     return batch['input_ids'].numel()
 
@@ -335,7 +319,7 @@ def step_seconds(trainer:Trainer, # a Trainer, before `train()`
     epochs, per_epoch, total, n_batches = run_shape(trainer, loader)
     total = total if total_steps is None else total_steps
     batches, load_s = collect_batches(loader)
-    sizes = [batch_positions(b) for b in batches]
+    sizes = [padded_positions(b) for b in batches]
     backward, update, opt = step_fns(trainer); trainer.model.train()
     median = batches[spread_indices(sizes, 1)[0]]
     if warmup_steps: warm_up(lambda: (backward(median), update()), warmup_steps, warmup_steps + 3)
