@@ -4,8 +4,8 @@
 
 # %% ../nbs/15_training_loop.ipynb #17a37774
 from __future__ import annotations
-import contextlib, itertools, math, random, shutil, signal
-from dataclasses import dataclass, replace
+import contextlib, inspect, itertools, math, random, shutil, signal
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -245,12 +245,13 @@ def generate_ids_until_eos(model, # a causal LM
     "New token ids (the EOS included if reached), one forward pass per token, reusing the KV cache."
     was_training, new = model.training, []
     model.eval()  # no dropout while generating
+    cache = 'cache' if 'cache' in inspect.signature(model.forward).parameters else 'past_key_values'  # the name in your transformers
     out = model(input_ids=input_ids.to(model.device), use_cache=True)  # the whole prompt once
     for _ in range(max_new_tokens):
         tok = next_token(out.logits[:, -1], top_k, temperature)
         new.append(int(tok))
         if new[-1] == eos_token_id: break  # the article's "truncate": stop at end-of-text
-        out = model(input_ids=tok[:, None], past_key_values=out.past_key_values, use_cache=True)  # one new token
+        out = model(input_ids=tok[:, None], **{cache: out[cache]}, use_cache=True)  # one new token
     model.train(was_training)
     return new
 
@@ -329,6 +330,9 @@ class _Run:
     ckpt:Path # the checkpoint folder
     step:int=0 # optimizer steps done
     history:list=None # the loss log
+    tokens:int=0 # non-padding tokens trained on in this session
+    positions:int=0 # all token positions, padding included, in this session
+    losses:list=None # this session's step losses
 
 def _start(cfg:LoopConfig, model, tokenizer, out_dir, resume:bool) -> _Run:
     "Loaders, optimizer, schedule, scaler; the checkpoint's step and history on resume, else a first eval loss."
@@ -338,7 +342,7 @@ def _start(cfg:LoopConfig, model, tokenizer, out_dir, resume:bool) -> _Run:
     total = total_steps(cfg, len(train_dl))
     opt = make_optimizer(model, cfg.lr, cfg.weight_decay)
     r = _Run(model, train_dl, eval_dl, opt, make_scheduler(opt, total, cfg.warmup), precision.grad_scaler(model.device),
-             precision, total, out_dir / 'checkpoints', history=[])
+             precision, total, out_dir / 'checkpoints', history=[], losses=[])
     if resume:
         state = load_checkpoint(r.ckpt, model, r.opt, r.sched, r.scaler)
         r.step, r.history = state['step'], state['history']
@@ -349,9 +353,10 @@ def _save(r:_Run) -> Path: # the run to checkpoint
     "Checkpoint the run to `r.ckpt`."
     return save_checkpoint(r.ckpt, r.model, r.opt, r.sched, r.step, r.history, r.scaler)
 
-def _log(r:_Run, cfg:LoopConfig, loss:float, epoch:int, bar, end:int) -> bool: # run, recipe, step loss, epoch, tqdm bar, last step
+def _log(r:_Run, cfg:LoopConfig, loss:float, batch:dict, epoch:int, bar, end:int) -> bool: # run, recipe, step loss and batch, epoch, tqdm bar, last step
     "Record one step; evaluate and checkpoint when due; True when this session should stop."
-    r.step += 1
+    r.step += 1; r.losses.append(loss)
+    mask = batch['attention_mask']; r.tokens += int(mask.sum()); r.positions += mask.numel()
     r.history.append({'step': r.step, 'epoch': epoch, 'loss': loss, 'learning_rate': r.sched.get_last_lr()[0]})
     if r.step % cfg.eval_every == 0 or r.step == r.total:
         r.history.append({'step': r.step, 'epoch': epoch, 'eval_loss': evaluate_loss(r.model, r.eval_dl, r.precision)})
@@ -359,18 +364,24 @@ def _log(r:_Run, cfg:LoopConfig, loss:float, epoch:int, bar, end:int) -> bool: #
     bar.set_postfix(loss=f'{loss:.3f}', refresh=False); bar.update(1)
     return r.step >= end
 
+def _summary(r:_Run, seconds:float, est, interrupted:bool) -> dict: # the run; the session's training time; its estimate; stopped early?
+    "The last history row, like the one `Trainer` ends `log_history` with: this session's time, estimate, mean loss and tokens."
+    return {'step': r.step, 'interrupted': interrupted, 'train_runtime': seconds, 'estimated_runtime': est.total_seconds,
+            'train_loss': sum(r.losses) / len(r.losses) if r.losses else None, 'train_tokens': r.tokens,
+            'padding_fraction': 1 - r.tokens / r.positions if r.positions else 0.0}
+
 # %% ../nbs/15_training_loop.ipynb #79b5e355
 def train_epoch(model, loader, # the model and the training loader
                 optimizer, scheduler, precision:Precision, # see `train_step`
                 scaler=None, max_grad_norm:float=1.0, # see `train_step`
                 skip:int=0, # batches of this epoch already done (a resumed run)
-                on_step=None, # called with each step's loss; returning True stops the epoch
+                on_step=None, # called with each step's loss and batch; returning True stops the epoch
                ) -> list[float]:
     "Train on one pass over `loader`, from batch `skip` on; return the step losses."
     model.train(); losses = []
     for batch in itertools.islice(loader, skip, None):
         losses.append(train_step(model, batch, optimizer, scheduler, precision, scaler, max_grad_norm))
-        if on_step is not None and on_step(losses[-1]): break
+        if on_step is not None and on_step(losses[-1], batch): break
     return losses
 
 @contextlib.contextmanager
@@ -389,25 +400,25 @@ def train_loop(cfg:LoopConfig, # the recipe
                resume:bool=False, # continue from out_dir/checkpoints
                stop_after:int|None=None, # stop (with a checkpoint) after this many steps in this session
               ) -> list[dict]:
-    "Train `model` with a plain PyTorch loop; print the time estimate first; return the loss history."
+    "Train `model` with a plain PyTorch loop; print the time estimate first; return the history, ending with a summary row."
     r = _start(cfg, model, tokenizer, out_dir, resume)
     end = min(r.total, r.step + stop_after) if stop_after else r.total
-    print(estimate_loop_time(model, r.train_dl, r.precision, end - r.step, cfg.lr))
+    est = estimate_loop_time(model, r.train_dl, r.precision, end - r.step, cfg.lr); print(est)
     per_epoch, bar = len(r.train_dl), tqdm(total=end, initial=r.step, desc='training', unit='step', mininterval=2)
     try:
-        with sigterm_as_ctrl_c():
+        with sigterm_as_ctrl_c(), Timer() as t:
             while r.step < end:
                 epoch, skip = divmod(r.step, per_epoch)
                 r.train_dl.generator.manual_seed(cfg.seed + epoch)  # each epoch's order depends only on its number
                 train_epoch(model, r.train_dl, r.opt, r.sched, r.precision, r.scaler, cfg.max_grad_norm, skip,
-                            lambda loss: _log(r, cfg, loss, epoch, bar, end))
+                            lambda loss, batch: _log(r, cfg, loss, batch, epoch, bar, end))
     except KeyboardInterrupt:
         print(f'Interrupted at step {r.step}: checkpoint saved to {_save(r)}; resume=True continues')
-        return r.history + [{'step': r.step, 'interrupted': True}]  # marks the stop; the checkpoint's history has no such row
+        return r.history + [_summary(r, t.elapsed, est, interrupted=True)]  # the checkpoint's history has no summary rows
     else:
         if r.step % cfg.save_every: _save(r)  # the session's last step, unless just saved
     finally: bar.close()
-    return r.history
+    return r.history + [_summary(r, t.elapsed, est, interrupted=False)]
 
 # %% ../nbs/15_training_loop.ipynb #da8a6b80
 def run(cfg:LoopConfig, # the recipe
@@ -424,9 +435,12 @@ def run(cfg:LoopConfig, # the recipe
     before = generate_for_keywords(model, tokenizer, cfg)
     with Timer() as t: history = train_loop(cfg, model, tokenizer, out, resume=resume)
     if history[-1].get('interrupted'): return {'method': 'loop', 'interrupted': True, 'steps': history[-1]['step']}  # no model, no metrics.json
-    evals = [h['eval_loss'] for h in history if 'eval_loss' in h]
-    metrics = dict(method='loop', model=cfg.model, steps=max(h['step'] for h in history), runtime_s=round(t.elapsed, 1),
-                   eval_loss_before=evals[0], eval_loss=evals[-1], perplexity=math.exp(evals[-1]),
+    evals, s = [h['eval_loss'] for h in history if 'eval_loss' in h], history[-1]
+    metrics = dict(method='loop', model=cfg.model, device=str(model.device), precision=choose_precision(model.device, model).name,
+                   steps=s['step'], runtime_s=round(t.elapsed, 1), train_runtime_s=s['train_runtime'], estimated_runtime_s=s['estimated_runtime'],
+                   estimate_error=(s['estimated_runtime'] - s['train_runtime']) / s['train_runtime'] if s['train_runtime'] else None,
+                   train_loss=s['train_loss'], train_tokens=s['train_tokens'], tokens_per_s=s['train_tokens'] / s['train_runtime'] if s['train_runtime'] else None,
+                   padding_fraction=s['padding_fraction'], config=asdict(cfg), eval_loss_before=evals[0], eval_loss=evals[-1], perplexity=math.exp(evals[-1]),
                    samples=keyword_table(cfg.keywords, before, generate_for_keywords(model, tokenizer, cfg)).to_dict('records'))
     save_atomic(model, tokenizer, out / 'model', overwrite=True)
     write_run(out, metrics, history)

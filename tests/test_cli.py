@@ -58,6 +58,8 @@ def test_loop_in_smoke_mode(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     m = json.loads((tmp_path / 'loop' / 'metrics.json').read_text())
     assert m['method'] == 'loop' and m['eval_loss'] < m['eval_loss_before']
+    for k in ('train_loss', 'train_runtime_s', 'estimated_runtime_s', 'train_tokens', 'tokens_per_s', 'padding_fraction', 'device', 'precision'):
+        assert m[k] is not None, k  # the same keys the Trainer methods write
     assert (tmp_path / 'loop' / 'model' / 'model.safetensors').exists()
     r = ftnb('loop', '--smoke', '--epochs', '2.5', '--out', tmp_path / 'loop2')
     assert r.returncode == 2 and 'loop counts whole epochs: got 2.5' in one_error_line(r)

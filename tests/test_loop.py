@@ -1,5 +1,5 @@
 "End-to-end checks of the hand-written loop: run() layout, Ctrl-C + resume equals a straight run, generation vs model.generate."
-import json, math
+import itertools, json, math
 from dataclasses import replace
 import pytest, torch
 import finetune_notebooks.loop as loop
@@ -22,6 +22,21 @@ def test_run_layout_and_metrics(smoke_run):
     assert saved['steps'] == LoopConfig.smoke().max_steps and saved['model'] == 'tiny-gpt2'
     assert saved['eval_loss'] < saved['eval_loss_before']
     assert [s['prompt'] for s in saved['samples']] == list(LoopConfig.smoke().keywords)
+    assert saved['train_tokens'] > 0 and saved['tokens_per_s'] > 0 and saved['estimated_runtime_s'] > 0
+    assert 0 < saved['padding_fraction'] < 1  # sentences of different lengths, padded to the longest in each batch
+    assert saved['device'] == 'cpu' and saved['precision'] in ('fp32', 'bf16') and saved['config']['max_steps'] == saved['steps']
+
+def test_summary_row_counts_the_batches_trained_on(tmp_path):
+    cfg = replace(LoopConfig.smoke(), max_steps=3)
+    model, tok = load_model(cfg.model)
+    hist = train_loop(cfg, model, tok, tmp_path)
+    s, steps = hist[-1], [h for h in hist if 'loss' in h]
+    train_dl, _ = loop.make_loaders(cfg, tok, tmp_path)
+    train_dl.generator.manual_seed(cfg.seed)  # train_loop reseeds the order each epoch: these are the 3 batches it trained on
+    batches = list(itertools.islice(iter(train_dl), 3))
+    assert s['train_tokens'] == sum(int(b['attention_mask'].sum()) for b in batches)
+    assert s['padding_fraction'] == pytest.approx(1 - s['train_tokens'] / sum(b['attention_mask'].numel() for b in batches))
+    assert s['train_loss'] == pytest.approx(sum(h['loss'] for h in steps) / 3) and not s['interrupted'] and s['step'] == 3
 
 def test_saved_model_matches_checkpoint_and_samples(smoke_run):
     out, m = smoke_run
@@ -35,7 +50,7 @@ def test_refuses_to_overwrite(smoke_run):
     out, _ = smoke_run
     with pytest.raises(OutputExists, match='already holds a run'): run(LoopConfig.smoke(), out)
 
-def _losses(history): return [(h['step'], h.get('loss', h.get('eval_loss'))) for h in history]
+def _losses(history): return [(h['step'], h.get('loss', h.get('eval_loss'))) for h in history if 'loss' in h or 'eval_loss' in h]
 
 def test_ctrl_c_saves_and_resume_continues_exactly(tmp_path, monkeypatch):
     cfg = LoopConfig.smoke()
@@ -48,7 +63,7 @@ def test_ctrl_c_saves_and_resume_continues_exactly(tmp_path, monkeypatch):
     monkeypatch.setattr(loop, 'train_step', interrupted)
     set_seed(0); first = train_loop(cfg, *load_model(cfg.model), tmp_path / 'b')
     monkeypatch.setattr(loop, 'train_step', real_step)
-    assert max(h['step'] for h in first) == 2
+    assert max(h['step'] for h in first) == 2 and first[-1]['interrupted'] and first[-1]['step'] == 2
     set_seed(5); resumed = train_loop(cfg, *load_model(cfg.model), tmp_path / 'b', resume=True)
     assert [s for s, _ in _losses(resumed)] == [s for s, _ in _losses(straight)]
     for (_, x), (_, y) in zip(_losses(resumed), _losses(straight)): assert x == pytest.approx(y, abs=1e-4)
