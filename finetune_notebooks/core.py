@@ -16,7 +16,7 @@ import torch
 # %% auto #0
 __all__ = ['T5_FAMILY', 'is_smoke', 'hub_reachable', 'run_mode', 'get_device', 'Precision', 'precision_for', 'cpu_flags',
            'choose_precision', 'cpu_model', 'memory_gb', 'env_report', 'show_env', 'set_seed', 'format_duration',
-           'Timer', 'TimeEstimate', 'estimate_train_time']
+           'Timer', 'TimeEstimate', 'sync_device', 'estimate_train_time']
 
 # %% ../nbs/00_core.ipynb #c4681038
 _TRUE = {'1', 'true', 'yes'}
@@ -215,8 +215,8 @@ class TimeEstimate:
         return f'Estimated training time: {format_duration(self.total_seconds)} ({self.total_steps} steps at {sps} s/step)'
 
 # %% ../nbs/00_core.ipynb #b404f20c
-def _sync():
-    "Wait for queued GPU work, so the clock measures finished steps."
+def sync_device():
+    "Wait for queued GPU work (nothing to wait for on a CPU), so a clock read afterwards measures finished steps."
     if torch.cuda.is_available(): torch.cuda.synchronize()
 
 def estimate_train_time(step_fn:Callable[[], object], # runs one real training step
@@ -229,7 +229,7 @@ def estimate_train_time(step_fn:Callable[[], object], # runs one real training s
     if timed_steps < 1: raise ValueError(f'estimate_train_time needs timed_steps >= 1, got {timed_steps}')
     if total_steps < 0 or warmup_steps < 0: raise ValueError(f'total_steps and warmup_steps must be >= 0, got {total_steps} and {warmup_steps}')
     for _ in range(warmup_steps): step_fn()
-    _sync(); start = clock()
+    sync_device(); start = clock()
     for _ in range(timed_steps): step_fn()
-    _sync()
+    sync_device()
     return TimeEstimate((clock() - start) / timed_steps, total_steps, warmup_steps=warmup_steps, timed_steps=timed_steps)

@@ -21,7 +21,7 @@ from .train import trained_model
 
 # %% auto #0
 __all__ = ['JOKES_URL', 'JokesConfig', 'load_jokes', 'tokenize_jokes', 'pack_jokes', 'joke_collator', 'joke_perplexity',
-           'sample_jokes', 'joke_training_args', 'make_joke_trainer', 'run']
+           'sample_jokes', 'joke_training_args', 'make_joke_trainer', 'prepare_blocks', 'run']
 
 # %% ../nbs/10_gpt2_jokes.ipynb #38b069d0
 JOKES_URL = 'https://raw.githubusercontent.com/amoudgl/short-jokes-dataset/master/data/onelinefun.csv'
@@ -148,8 +148,10 @@ def make_joke_trainer(model, tokenizer, # the model and its tokenizer
     return make_trainer(model, tokenizer, args, blocks['train'], blocks['test'], collator=joke_collator(model, tokenizer))
 
 # %% ../nbs/10_gpt2_jokes.ipynb #884602a1
-def _prepare(cfg:JokesConfig, tokenizer) -> DatasetDict:
-    "Load, tokenize and pack the jokes for `cfg`."
+def prepare_blocks(cfg:JokesConfig, # the recipe: data, block size, seed
+                   tokenizer, # the model's tokenizer
+                  ) -> DatasetDict:
+    "The jokes of `cfg`, split, tokenized and packed into train and test blocks."
     tokens = DatasetDict({k: tokenize_jokes(v, tokenizer) for k, v in load_jokes(cfg).items()})
     return DatasetDict({k: pack_jokes(v, cfg.block_size, cfg.seed) for k, v in tokens.items()})
 
@@ -166,7 +168,7 @@ def run(cfg:JokesConfig, # the recipe
     "Fine-tune on jokes; save the model, `metrics.json` and `loss.png` in `out_dir`; return the metrics."
     out = Path(out_dir); _check_out(out, resume, overwrite); set_seed(cfg.seed)
     model, tok = load_model(cfg.model)
-    blocks, collator = _prepare(cfg, tok), joke_collator(model, tok)
+    blocks, collator = prepare_blocks(cfg, tok), joke_collator(model, tok)
     ppl_before = joke_perplexity(model, blocks['test'], collator, cfg.batch_size)
     trainer = make_joke_trainer(model, tok, blocks, cfg, out / 'checkpoints')
     res = train_with_estimate(trainer, resume=resume)

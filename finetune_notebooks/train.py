@@ -13,7 +13,7 @@ import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
-from .core import Precision, TimeEstimate, _sync, choose_precision, format_duration, get_device, hub_reachable
+from .core import Precision, TimeEstimate, choose_precision, format_duration, get_device, hub_reachable, sync_device
 from .plots import plot_losses
 
 # %% auto #0
@@ -177,7 +177,7 @@ def time_calls(fn, # called once per item
     "Seconds of each call `fn(item)` (GPU work finished before the clock is read)."
     out = []
     for x in items:
-        _sync(); start = clock(); fn(x); _sync()
+        sync_device(); start = clock(); fn(x); sync_device()
         out.append(clock() - start)
     return out
 

@@ -2,7 +2,7 @@
 import json
 from dataclasses import replace
 import pytest, torch
-from finetune_notebooks.jokes import JokesConfig, run, load_jokes, tokenize_jokes, pack_jokes, sample_jokes, make_joke_trainer, _prepare
+from finetune_notebooks.jokes import JokesConfig, run, load_jokes, tokenize_jokes, pack_jokes, sample_jokes, make_joke_trainer, prepare_blocks
 from finetune_notebooks.train import trained_model
 from finetune_notebooks.train import save_atomic
 from finetune_notebooks.models import load_model
@@ -34,7 +34,7 @@ def test_reload_matches_the_unwrapped_trained_model(tmp_path):
     "Like with like: without the Trainer's autocast, the trained model and its reloaded copy give the same logits and greedy jokes."
     cfg = replace(JokesConfig.smoke(), max_new_tokens=16)
     model, tok = load_model(cfg.model)
-    blocks = _prepare(cfg, tok)
+    blocks = prepare_blocks(cfg, tok)
     trainer = make_joke_trainer(model, tok, blocks, cfg, tmp_path / 'ck')
     trainer.train()
     x = tok(['A programmer walks into a bar', 'Why did the'], padding=True, return_tensors='pt')
