@@ -4,7 +4,7 @@
 
 # %% ../nbs/90_benchmarks.ipynb #7d2695e3
 from __future__ import annotations
-import gc, json, math, multiprocessing as mp, os, resource, statistics, time
+import gc, itertools, json, math, multiprocessing as mp, os, resource, statistics, time
 from dataclasses import dataclass, field, asdict, replace
 from pathlib import Path
 
@@ -14,19 +14,20 @@ from transformers import (AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoModel
                           DataCollatorForLanguageModeling, DataCollatorForSeq2Seq, DataCollatorWithPadding, GPT2Config,
                           T5Config, TrainerCallback, default_data_collator)
 
-from .core import Precision, choose_precision, cpu_model, get_device, set_seed
+from .core import Precision, choose_precision, cpu_model, get_device, hub_reachable, set_seed
 from .data import instruction_dataset, joke_dataset, sentiment_dataset, split_dataset
-from .models import load_model, tiny_tokenizer
-from .train import estimate_trainer_time, make_trainer, pad_mask, training_args
+from .models import ModelUnavailable, load_model, tiny_tokenizer
+from .train import estimate_trainer_time, make_trainer, pad_mask, trained_model, training_args
 from .jokes import joke_collator, pack_jokes, tokenize_jokes
 from .lm import perplexity
 
 # %% auto #0
-__all__ = ['METHODS', 'FAMILY', 'METRIC', 'SPEED_KEY', 'TARGETS', 'ARTICLE001', 'LR', 'DATA', 'BenchConfig', 'batch_positions',
-           'loader_positions', 'padding_share', 'speedup', 'estimate_error', 'project_minutes', 'arch_config',
-           'bench_model', 'joke_data', 'classify_data', 'instruct_data', 'eval_metric', 'arm_precision', 'arm_trainer',
-           'steady_rates', 'run_arm', 'trainer_precision_name', 'isolated', 'run_generation', 'machine_report',
-           'method_result', 'run_bench', 'bench_table', 'targets_met', 'main_bench', 'profile_step']
+__all__ = ['METHODS', 'FAMILY', 'METRIC', 'SPEED_KEY', 'TARGETS', 'ARTICLE001', 'PRETRAINED', 'LR', 'DATA', 'BenchConfig',
+           'batch_positions', 'loader_positions', 'padding_share', 'speedup', 'estimate_error', 'project_minutes',
+           'arch_config', 'bench_model', 'joke_data', 'classify_data', 'instruct_data', 'eval_metric', 'arm_precision',
+           'arm_trainer', 'steady_rates', 'run_arm', 'trainer_precision_name', 'isolated', 'run_generation',
+           'machine_report', 'method_result', 'run_bench', 'bench_table', 'targets_met', 'main_bench', 'profile_step',
+           'loss_curve', 'plot_loss_curves']
 
 # %% ../nbs/90_benchmarks.ipynb #82adfc41
 METHODS = ('jokes', 'classify', 'instruct') # method keys of the JSON
@@ -50,6 +51,7 @@ class BenchConfig:
     gen_prompts:int=8 # prompts for the generation benchmark
     gen_tokens:int=24 # new tokens per prompt
     seed:int=42 # data split, model weights, batch order
+    pretrained:bool=False # GPT-2 and T5 with the Hub's pretrained weights (gpt2, google/flan-t5-small) instead of random ones; needs the Hub
 
     @classmethod
     def quick(cls) -> BenchConfig:
@@ -127,12 +129,17 @@ def arch_config(method:str, # 'jokes', 'classify' or 'instruct'
 # %% ../nbs/90_benchmarks.ipynb #b687cdff
 _AUTO = {'gpt2': AutoModelForCausalLM, 't5': AutoModelForSeq2SeqLM, 'bert': AutoModelForSequenceClassification}
 
+PRETRAINED = {'jokes': 'gpt2', 'instruct': 'google/flan-t5-small'} # the articles' models, for `pretrained=True`
+
 def bench_model(method:str, # 'jokes', 'classify' or 'instruct'
                 size:str, # 'full', 'quick' or 'tiny'
                 attn:str='sdpa', # attention implementation: 'eager' or 'sdpa'
                 seed:int=42, # weight seed: both arms start from the same weights
+                pretrained:bool=False, # the Hub's weights for GPT-2 and T5 (their size, whatever `size` says)
                ):
     "Model and tokenizer for `method` at `size`; classification beyond `tiny` is the pretrained MiniLM."
+    if pretrained and method in PRETRAINED:
+        return load_model(PRETRAINED[method], 'causal-lm' if FAMILY[method] == 'gpt2' else 'seq2seq', attn_implementation=attn)
     if method == 'classify' and size != 'tiny':
         set_seed(seed) # the new classification head
         return load_model('minilm', 'seq-cls', num_labels=2, attn_implementation=attn)
@@ -269,7 +276,7 @@ def run_arm(method:str, arm:str, cfg:BenchConfig, out_dir='/tmp/ftnb-bench') -> 
     "Train one arm for one epoch; return its speed, memory, padding share, eval metric and time estimate."
     threads, t0 = _set_threads(arm, cfg.threads), time.perf_counter()
     _quiet()
-    model, tok = bench_model(method, cfg.size, 'sdpa' if arm == 'ours' else 'eager', cfg.seed)
+    model, tok = bench_model(method, cfg.size, 'sdpa' if arm == 'ours' else 'eager', cfg.seed, cfg.pretrained)
     train, collator, test = DATA[method](tok, model, arm, cfg)
     trainer = arm_trainer(method, arm, model, tok, train, _Counting(collator, tok.pad_token_id), cfg, Path(out_dir) / f'{method}-{arm}')
     useful, total = loader_positions(trainer.get_train_dataloader(), tok.pad_token_id)
@@ -279,7 +286,7 @@ def run_arm(method:str, arm:str, cfg:BenchConfig, out_dir='/tmp/ftnb-bench') -> 
     ex_s, tok_s = steady_rates(trainer.data_collator.seen, clock.ends) or (n / runtime, useful / runtime)
     return dict(useful_tokens_per_s=tok_s, examples_per_s=ex_s, wall_s=runtime, peak_rss_mb=_peak_memory_mb(),
                 epoch_useful_tokens_per_s=useful / runtime, epoch_examples_per_s=n / runtime,
-                padding_fraction=padding_share(useful, total), eval_metric=eval_metric(method, model, tok, test),
+                padding_fraction=padding_share(useful, total), eval_metric=eval_metric(method, trained_model(trainer), tok, test), # fp32, as the baseline
                 estimated_s=est.total_seconds, estimate_error=estimate_error(est.total_seconds, runtime), examples=n,
                 useful_tokens=useful, steps=trainer.state.global_step, precision=trainer_precision_name(trainer),
                 attention=model.config._attn_implementation, optimizer=trainer.args.optim, threads=threads,
@@ -314,7 +321,7 @@ def _generate(model, tok, prompts:list, n:int) -> float: # model; tokenizer; pro
 def run_generation(cfg:BenchConfig) -> dict: # sizes
     "Tokens/s of batched generation (KV cache) and of one prompt at a time, on the jokes architecture."
     _set_threads('ours', cfg.threads); _quiet()
-    model, tok = bench_model('jokes', cfg.size, 'sdpa', cfg.seed)
+    model, tok = bench_model('jokes', cfg.size, 'sdpa', cfg.seed, cfg.pretrained)
     model.eval().to(get_device())
     prompts = [' '.join(j.split()[:3]) for j in joke_dataset()['text'][:cfg.gen_prompts]]
     _generate(model, tok, prompts[:1], 2) # warm-up
@@ -341,8 +348,15 @@ def method_result(method:str, base:dict, ours:dict) -> dict: # method; the two a
     return dict(baseline=base, ours=ours, speedup=speedup(ours, base, SPEED_KEY[method]), speedup_of=SPEED_KEY[method],
                 eval_metric_name=METRIC[method], estimate_error=max(errs) if errs else None, target=TARGETS[method])
 
+def _check_pretrained(cfg:BenchConfig): # sizes
+    "Fail at once, in one line, when `cfg.pretrained` needs the Hub and it is not reachable."
+    hub = [n for n in PRETRAINED.values() if not Path(n).is_dir()]
+    if cfg.pretrained and hub and not hub_reachable():
+        raise ModelUnavailable(f"bench --pretrained loads {' and '.join(hub)} from the Hugging Face Hub, which is not reachable here; run it where the Hub is (Colab), or drop --pretrained")
+
 def run_bench(cfg:BenchConfig, json_out=None, verbose:bool=True) -> dict: # sizes; where to write the JSON (None = nowhere); print progress
     "Benchmark every method's two arms and generation; return (and write) the results."
+    _check_pretrained(cfg)
     t0, res = time.perf_counter(), {}
     for method in METHODS:
         arms = {}
@@ -354,7 +368,7 @@ def run_bench(cfg:BenchConfig, json_out=None, verbose:bool=True) -> dict: # size
     res['generation'] = isolated('run_generation', cfg=cfg)
     res['article001_projected_minutes'] = project_minutes(res['jokes']['ours']['useful_tokens_per_s'])
     res['article001_projected_minutes_baseline'] = project_minutes(res['jokes']['baseline']['useful_tokens_per_s'])
-    res['article001_model'] = 'GPT-2 124M' if cfg.size == 'full' else f'the {cfg.size} GPT-2 (smaller than the article\'s 124M: run the full bench for the real projection)'
+    res['article001_model'] = 'GPT-2 124M' if cfg.size == 'full' or cfg.pretrained else f'the {cfg.size} GPT-2 (smaller than the article\'s 124M: run the full bench for the real projection)'
     machine = machine_report(res['jokes']['ours']['precision'])
     res.update(device=machine['device'], precision=machine['precision'], threads=machine['threads'], machine=machine,
                config=asdict(cfg), total_wall_s=time.perf_counter() - t0)
@@ -387,9 +401,10 @@ def targets_met(res:dict) -> dict: # from `run_bench`
 
 def main_bench(quick:bool=False, # the quick sizes (a few minutes) instead of the full table
                json_out:Path|None=None, # write the results here as JSON
+               pretrained:bool=False, # the Hub's GPT-2 and Flan-T5-small weights (Colab), so the eval losses compare trained models
               ) -> dict:
     "`ftnb bench`: run the benchmark, print the table and the targets, write `json_out`; return the results."
-    res = run_bench(BenchConfig.quick() if quick else BenchConfig(), json_out)
+    res = run_bench(replace(BenchConfig.quick() if quick else BenchConfig(), pretrained=pretrained), json_out)
     print(bench_table(res).to_string())
     print(f"\nArticle 001 (10 epochs of 3K jokes, ~600K tokens) projected: {res['article001_projected_minutes']:.0f} min on {res['article001_model']} (the article: {ARTICLE001['hours']} h)")
     g = res['generation']; print(f"Generation: batched {g['batched_tokens_per_s']:.1f} tokens/s, one at a time {g['single_tokens_per_s']:.1f} tokens/s")
@@ -401,7 +416,7 @@ def profile_step(method:str, arm:str, cfg:BenchConfig, row_limit:int=12) -> str:
     "A torch.profiler table of one Trainer training step and optimizer step of `arm` (after one warm-up step), by total CPU time."
     from torch.profiler import ProfilerActivity, profile
     _set_threads(arm, cfg.threads)
-    model, tok = bench_model(method, cfg.size, 'sdpa' if arm == 'ours' else 'eager', cfg.seed)
+    model, tok = bench_model(method, cfg.size, 'sdpa' if arm == 'ours' else 'eager', cfg.seed, cfg.pretrained)
     train, collator, _ = DATA[method](tok, model, arm, cfg)
     trainer = arm_trainer(method, arm, model, tok, train, collator, cfg, f'/tmp/ftnb-bench/profile-{method}-{arm}')
     opt, batches = trainer.create_optimizer(), iter(trainer.get_train_dataloader()) # the arm's own optimizer (fused AdamW for ours)
@@ -410,3 +425,46 @@ def profile_step(method:str, arm:str, cfg:BenchConfig, row_limit:int=12) -> str:
     step()
     with profile(activities=[ProfilerActivity.CPU]) as prof: step()
     return prof.key_averages().table(sort_by='cpu_time_total', row_limit=row_limit)
+
+# %% ../nbs/90_benchmarks.ipynb #34bfbb3c
+class _EvalEachStep(TrainerCallback):
+    "After every optimizer step: the step, the training seconds so far (evaluations left out) and the eval figure."
+    def __init__(self, evaluate): self.evaluate, self.rows, self.paused = evaluate, [], 0.0 # a function of no arguments returning the figure
+    def on_train_begin(self, args, state, control, **kw): self.t0 = time.perf_counter()
+    def on_step_end(self, args, state, control, **kw):
+        t = time.perf_counter(); metric = self.evaluate()
+        self.rows.append(dict(step=state.global_step, train_s=t - self.t0 - self.paused, eval_metric=metric))
+        self.paused += time.perf_counter() - t
+
+def loss_curve(method:str, arm:str, cfg:BenchConfig, out_dir='/tmp/ftnb-bench') -> list[dict]: # method; 'baseline'/'ours'; sizes; scratch folder
+    "Train one arm for one epoch, scoring after every step: rows of step, examples seen, training seconds and the eval figure (row 0: before training)."
+    _set_threads(arm, cfg.threads); _quiet()
+    model, tok = bench_model(method, cfg.size, 'sdpa' if arm == 'ours' else 'eager', cfg.seed, cfg.pretrained)
+    probe, _ = bench_model(method, cfg.size, 'sdpa', cfg.seed, cfg.pretrained) # scored in fp32, outside the Trainer's autocast
+    train, collator, test = DATA[method](tok, model, arm, cfg)
+    counting = _Counting(collator, tok.pad_token_id)
+    trainer = arm_trainer(method, arm, model, tok, train, counting, cfg, Path(out_dir) / f'curve-{method}-{arm}')
+    def evaluate(): probe.load_state_dict(model.state_dict()); return eval_metric(method, probe, tok, test)
+    cb, first = _EvalEachStep(evaluate), evaluate()
+    trainer.add_callback(cb); trainer.train()
+    seen = list(itertools.accumulate(s[0] for s in counting.seen)) # examples after each batch, in order
+    return [dict(step=0, examples=0, train_s=0.0, eval_metric=first)] + [{**r, 'examples': seen[r['step'] - 1]} for r in cb.rows]
+
+# %% ../nbs/90_benchmarks.ipynb #ed1f5e7c
+def plot_loss_curves(curves:dict, # {(arm, seed): rows from `loss_curve`}
+                     metric:str='eval loss', # the y-axis label
+                     path=None, # save a PNG here
+                    ):
+    "Eval figure against examples seen (left) and against training seconds (right), one line per arm and seed."
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
+    colors = {'baseline': 'tab:gray', 'ours': 'tab:blue'}
+    for (arm, seed), rows in curves.items():
+        for ax, x in zip(axes, ('examples', 'train_s')):
+            ax.plot([r[x] for r in rows], [r['eval_metric'] for r in rows], '.-', color=colors.get(arm), alpha=0.8,
+                    label=arm if seed == min(s for a, s in curves if a == arm) else None)
+    axes[0].set(xlabel='examples seen', ylabel=metric, title='Same examples'); axes[1].set(xlabel='training seconds', title='Same time')
+    axes[0].legend()
+    fig.tight_layout()
+    if path is not None: fig.savefig(path, dpi=120)
+    return fig

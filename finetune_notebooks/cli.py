@@ -108,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument('--quick', action='store_true', help='smaller sizes: a few minutes instead of the full table')
     b.add_argument('--json', type=Path, dest='json_out', help='also write the results to this JSON file')
     b.add_argument('--smoke', action='store_true', help='tiny models and a few steps: checks that the benchmark runs')
+    b.add_argument('--pretrained', action='store_true', help='GPT-2 and Flan-T5-small with their Hub weights (Colab), so eval losses compare trained models')
     return ap
 
 # %% ../nbs/17_cli.ipynb #9a360d0c
@@ -141,8 +142,8 @@ def _cmd_bench(args):
     from finetune_notebooks import bench
     if args.json_out is not None and args.json_out.is_dir(): raise UsageError(f"--json {args.json_out} is a folder; give a file name such as bench.json")
     if args.smoke:  # the same code path on tiny sizes
-        print(bench.bench_table(bench.run_bench(bench.BenchConfig.tiny(), args.json_out)).to_string())
-    else: bench.main_bench(quick=args.quick, json_out=args.json_out)
+        print(bench.bench_table(bench.run_bench(bench.replace(bench.BenchConfig.tiny(), pretrained=args.pretrained), args.json_out)).to_string())
+    else: bench.main_bench(quick=args.quick, json_out=args.json_out, pretrained=args.pretrained)
 
 # %% ../nbs/17_cli.ipynb #2e6e2f7f
 def _cmd_method(args):

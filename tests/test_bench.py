@@ -1,5 +1,6 @@
 "Benchmark: JSON schema of a tiny run, padding-share and article-001 projection arithmetic (no timing asserts)."
 import json, math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -7,6 +8,7 @@ import torch
 from finetune_notebooks import bench
 from finetune_notebooks.bench import (ARTICLE001, METHODS, BenchConfig, batch_positions, estimate_error, loader_positions,
                                       padding_share, project_minutes, speedup, targets_met)
+from finetune_notebooks.models import load_model
 
 ARM_KEYS = {'useful_tokens_per_s', 'examples_per_s', 'wall_s', 'peak_rss_mb', 'padding_fraction', 'eval_metric'}
 
@@ -94,3 +96,26 @@ def test_targets_accuracy_is_one_sided():
     assert not targets_met(res)[key]
     res['jokes']['ours']['eval_metric'] = 0.71 # higher jokes loss than the baseline is a miss
     assert not targets_met(res)['jokes eval loss <= baseline']
+
+
+def test_pretrained_needs_the_hub(monkeypatch):
+    monkeypatch.setattr(bench, 'hub_reachable', lambda *a, **kw: False)
+    with pytest.raises(bench.ModelUnavailable, match='gpt2 and google/flan-t5-small.*Colab.*drop --pretrained'):
+        bench.run_bench(replace(BenchConfig.tiny(), pretrained=True), verbose=False)
+
+
+def test_pretrained_loads_the_named_weights(tmp_path, monkeypatch):
+    "With `pretrained`, GPT-2 and T5 come from the named folders (here: saved tiny models standing in for the Hub's)."
+    folders = {}
+    for method, name, task in (('jokes', 'tiny-gpt2', 'causal-lm'), ('instruct', 'tiny-t5', 'seq2seq')):
+        model, tok = load_model(name, task)
+        with torch.no_grad(): next(model.parameters()).add_(0.5)  # unlike any fresh random init
+        model.save_pretrained(tmp_path / name); tok.save_pretrained(tmp_path / name); folders[method] = str(tmp_path / name)
+    monkeypatch.setattr(bench, 'PRETRAINED', folders)
+    for method, name in (('jokes', 'tiny-gpt2'), ('instruct', 'tiny-t5')):
+        want, _ = load_model(folders[method], 'causal-lm' if method == 'jokes' else 'seq2seq')
+        got, _ = bench.bench_model(method, 'tiny', 'eager', pretrained=True)
+        assert all(torch.equal(a, b) for a, b in zip(want.state_dict().values(), got.state_dict().values())), method
+        assert got.config._attn_implementation == 'eager'
+    r = bench.run_arm('jokes', 'ours', replace(BenchConfig.tiny(), pretrained=True), out_dir=tmp_path / 'arm')
+    assert r['steps'] >= 1 and r['eval_metric'] > 0

@@ -81,6 +81,13 @@ def test_bench_smoke_writes_every_figure(tmp_path):
     assert r.returncode == 2 and 'is a folder' in one_error_line(r)
 
 
+def test_bench_pretrained_without_the_hub_says_so(tmp_path):
+    r = subprocess.run([sys.executable, '-m', 'finetune_notebooks.cli', 'bench', '--smoke', '--pretrained', '--json', str(tmp_path / 'b.json')],
+                       capture_output=True, text=True, env={**ENV, 'HF_HUB_OFFLINE': '1'}, timeout=600, cwd=ROOT)
+    assert r.returncode == 2 and 'Hugging Face Hub' in one_error_line(r) and 'drop --pretrained' in one_error_line(r)
+    assert not (tmp_path / 'b.json').exists()
+
+
 def test_existing_out_is_not_overwritten(tmp_path):
     (tmp_path / 'keep.txt').write_text('a good model')
     r = ftnb('classify', '--smoke', '--out', tmp_path)
