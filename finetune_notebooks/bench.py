@@ -12,7 +12,7 @@ import torch
 from datasets import Dataset, DatasetDict
 from transformers import (AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoModelForSequenceClassification, BertConfig,
                           DataCollatorForLanguageModeling, DataCollatorForSeq2Seq, DataCollatorWithPadding, GPT2Config,
-                          T5Config, TrainerCallback, default_data_collator)
+                          PrinterCallback, T5Config, TrainerCallback, default_data_collator)
 
 from .core import Precision, choose_precision, cpu_model, get_device, hub_reachable, set_seed
 from .data import instruction_dataset, joke_dataset, sentiment_dataset, split_dataset
@@ -45,7 +45,7 @@ class BenchConfig:
     n_eval:dict=field(default_factory=lambda: {'jokes': 16, 'classify': 100, 'instruct': 16}) # held-out examples per method
     max_length:int=128 # the baseline pads every example to this many tokens (the articles' recipes)
     batch_size:dict=field(default_factory=lambda: {'jokes': 4, 'classify': 8, 'instruct': 8}) # examples per baseline step
-    joke_blocks:int=2 # packed 128-token blocks per step for ours (about 6 jokes each)
+    joke_blocks:int=2 # packed 128-token blocks per step for ours (about 5 jokes each)
     isolate:bool=True # each arm in a fresh child process (peak RSS per arm); False = in this process
     threads:int|None=None # torch threads for every arm; None = ours one per core, the baseline torch's default
     gen_prompts:int=8 # prompts for the generation benchmark
@@ -229,7 +229,9 @@ def arm_trainer(method:str, arm:str, model, tok, train:Dataset, collator, cfg:Be
     args = training_args(out_dir, arm_precision(method, arm, model), num_train_epochs=1, per_device_train_batch_size=bs,
                          learning_rate=lr, save_strategy='no', eval_strategy='no', logging_strategy='no', logging_first_step=False, disable_tqdm=True,
                          seed=cfg.seed, **kw)
-    return make_trainer(model, tok, args, train, collator=collator)
+    trainer = make_trainer(model, tok, args, train, collator=collator)
+    trainer.remove_callback(PrinterCallback) # the bench prints its own lines, not the Trainer's final metrics dict
+    return trainer
 
 def _jokes_per_block(train:Dataset) -> float: # packed blocks (with position_ids)
     "Mean number of jokes per packed block (1 for padded rows)."
@@ -464,7 +466,7 @@ def plot_loss_curves(curves:dict, # {(arm, seed): rows from `loss_curve`}
             ax.plot([r[x] for r in rows], [r['eval_metric'] for r in rows], '.-', color=colors.get(arm), alpha=0.8,
                     label=arm if seed == min(s for a, s in curves if a == arm) else None)
     axes[0].set(xlabel='examples seen', ylabel=metric, title='Same examples'); axes[1].set(xlabel='training seconds', title='Same time')
-    axes[0].legend()
-    fig.tight_layout()
+    axes[0].legend(); fig.tight_layout()
     if path is not None: fig.savefig(path, dpi=120)
+    plt.close(fig) # shown once, as the cell's result, not again by pyplot
     return fig
