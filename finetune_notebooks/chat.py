@@ -4,7 +4,8 @@
 
 # %% auto #0
 __all__ = ['CHAT_TEMPLATE', 'Config', 'add_chat_template', 'encode_chat', 'turn_starts', 'fit_chat', 'prepare_chats',
-           'load_chats', 'make_collator', 'chat', 'chat_replies', 'chat_trainer', 'evaluate_chat', 'run']
+           'read_chat_file', 'load_chats', 'make_collator', 'chat', 'chat_replies', 'chat_trainer', 'evaluate_chat',
+           'run']
 
 # %% ../nbs/11_gpt2_chat.ipynb #384cc00d
 import dataclasses, math, os
@@ -16,7 +17,7 @@ from datasets import Dataset, DatasetDict
 from transformers import DataCollatorForSeq2Seq, Trainer
 
 from .core import choose_precision, get_device, run_mode, set_seed
-from .data import DataError, chat_dataset
+from .data import DataError, chat_dataset, read_columns
 from .models import load_model
 from .lm import generate_ids, get_preset, perplexity
 from .train import OutputExists, make_trainer, trained_model, padding_fraction, trainer_precision, save_atomic, train_with_estimate, training_args, write_run
@@ -130,14 +131,23 @@ def prepare_chats(ds:Dataset, # a data set with a `messages` column
 def _subset(ds, n, seed):
     return ds if n is None or n >= len(ds) else ds.shuffle(seed=seed).select(range(n))
 
+def read_chat_file(path, # a .json or .jsonl file with a `messages` column, as in ultrachat
+                   seed:int=42, # seed of the train/test split
+                  ) -> DatasetDict:
+    "Conversations from a local file, checked (readable, a `messages` column of role/content turns), 10% held out."
+    ds = read_columns(path, ['messages'])  # clear one-line errors for a missing, empty, binary or wrong-column file
+    turns = ds[0]['messages']
+    if not (isinstance(turns, list) and turns and all(isinstance(t, dict) and {'role', 'content'} <= set(t) for t in turns)):
+        raise DataError(f"{path}: 'messages' must hold lists of {{'role': ..., 'content': ...}} turns, the first row holds {str(turns)[:50]!r}")
+    if len(ds) < 2: raise DataError(f"{path}: one conversation; at least 2 are needed (10% are held out for evaluation)")
+    return ds.train_test_split(test_size=0.1, seed=seed)
+
 def load_chats(cfg:Config): # uses data, n_train, n_test, splits, seed, n_offline
     "The raw conversations for `cfg`: DatasetDict(train, test) with a `messages` column."
     if cfg.data is None and cfg.model.startswith('tiny-'):
         dd = chat_dataset(n=cfg.n_offline, seed=cfg.seed)
     elif cfg.data is not None and Path(cfg.data).suffix in ('.json', '.jsonl'):
-        if not Path(cfg.data).is_file(): raise DataError(f"{cfg.data}: no such file; give a jsonl file with a 'messages' column")
-        from datasets import load_dataset
-        dd = load_dataset('json', data_files=str(cfg.data), split='train').train_test_split(test_size=0.1, seed=cfg.seed)
+        dd = read_chat_file(cfg.data, cfg.seed)
     else:
         from datasets import load_dataset
         name = cfg.data or 'HuggingFaceH4/ultrachat_200k'

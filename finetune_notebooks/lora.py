@@ -4,7 +4,7 @@
 
 # %% ../nbs/13_lora.ipynb #231b3bd5
 from __future__ import annotations
-import resource, sys, threading, time
+import contextlib, resource, sys, threading, time, warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,10 +60,17 @@ def lora_config(model, # the model to adapt: its `config.model_type` picks the t
     return LoraConfig(task_type=TaskType.SEQ_CLS, r=r, lora_alpha=alpha, lora_dropout=dropout,
                       target_modules=targets, modules_to_save=head, fan_in_fan_out=transposed)
 
+@contextlib.contextmanager
+def _quiet_peft():
+    "peft 0.21 reads transformers' deprecated `is_gradient_checkpointing`; that FutureWarning is peft's to fix, not the reader's."
+    with warnings.catch_warnings():
+        warnings.filterwarnings('ignore', message='`is_gradient_checkpointing` is deprecated', category=FutureWarning)
+        yield
+
 # %% ../nbs/13_lora.ipynb #5761d165
 def add_lora(model, cfg:LoraRunConfig): # a sequence-classification model; r, alpha, dropout
     "Wrap `model` with LoRA adapters (only the adapters and the classifier head stay trainable)."
-    return get_peft_model(model, lora_config(model, r=cfg.r, alpha=cfg.alpha, dropout=cfg.dropout))
+    with _quiet_peft(): return get_peft_model(model, lora_config(model, r=cfg.r, alpha=cfg.alpha, dropout=cfg.dropout))
 
 # %% ../nbs/13_lora.ipynb #0ef764a4
 def _rss_mb() -> float:
@@ -116,7 +123,7 @@ def weight_drift(start:dict, model) -> float: # name -> tensor before training; 
 def load_adapter(adapter_dir, cfg:ClassifyConfig): # folder written by saving a peft model; the config of the base
     "The base classifier of `cfg` with the saved LoRA adapter (and head) attached, ready for inference."
     base, tokenizer = load_classifier(cfg)
-    return PeftModel.from_pretrained(base, str(adapter_dir)).eval(), tokenizer
+    with _quiet_peft(): return PeftModel.from_pretrained(base, str(adapter_dir)).eval(), tokenizer
 
 def merge_lora(model): # a peft model with LoRA adapters
     "A plain transformers model with the adapters added into its weights (`merge_and_unload`)."

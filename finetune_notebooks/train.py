@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_train.ipynb #15f48338
 from __future__ import annotations
-import copy, dataclasses, difflib, json, math, os, shutil, signal, tempfile, time
+import contextlib, copy, dataclasses, difflib, io, json, math, os, shutil, signal, tempfile, time
 from itertools import islice
 from pathlib import Path
 from typing import Mapping
@@ -12,6 +12,7 @@ from typing import Mapping
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
+from transformers.utils import logging as hf_logging
 
 from .core import Precision, TimeEstimate, choose_precision, format_duration, get_device, hub_reachable, sync_device
 from .plots import plot_losses
@@ -22,8 +23,8 @@ __all__ = ['OLD_NAMES', 'TOKENS_SEEN', 'LOCAL_METRICS', 'map_old_names', 'check_
            'padded_positions', 'collect_batches', 'spread_indices', 'fit_line', 'time_calls', 'micro_batch_seconds',
            'warm_up', 'evaluation_count', 'save_count', 'TrainerEstimate', 'step_fns', 'eval_seconds', 'save_seconds',
            'run_shape', 'total_train_steps', 'step_seconds', 'estimate_trainer_time', 'GracefulStop', 'last_checkpoint',
-           'make_trainer', 'train_with_estimate', 'trained_model', 'rouge_one', 'LocalMetric', 'load_metric',
-           'OutputExists', 'save_atomic', 'json_safe', 'write_run']
+           'quiet_saves', 'QuietSaves', 'make_trainer', 'train_with_estimate', 'trained_model', 'rouge_one',
+           'LocalMetric', 'load_metric', 'OutputExists', 'save_atomic', 'json_safe', 'write_run']
 
 # %% ../nbs/04_train.ipynb #92b9e696
 def _ratio(r): return float(r)  # transformers 5.x: a float warmup_steps below 1 is a share of the run
@@ -380,6 +381,22 @@ def last_checkpoint(output_dir) -> str|None: # the Trainer's output_dir
     "Path of the newest `checkpoint-N` folder in `output_dir`, or None."
     return get_last_checkpoint(str(output_dir)) if Path(output_dir).is_dir() else None
 
+# %% ../nbs/04_train.ipynb #7d1a4045
+@contextlib.contextmanager
+def quiet_saves():
+    "Inside the block, `save_pretrained` draws no 'Writing model shards' bar (transformers 5.24 draws one per save); other bars are untouched."
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try: yield
+    finally:
+        if was: hf_logging.enable_progress_bar()
+
+class QuietSaves(TrainerCallback):
+    "The Trainer's checkpoints without a shard bar each: `quiet_saves` from the start of `train()` to its end (its own progress bar stays)."
+    def on_train_begin(self, args, state, control, **kw): self._quiet = quiet_saves(); self._quiet.__enter__()
+    def on_train_end(self, args, state, control, **kw):
+        if getattr(self, '_quiet', None) is not None: self._quiet.__exit__(None, None, None); self._quiet = None
+
 # %% ../nbs/04_train.ipynb #9a28586d
 def make_trainer(model, # the model to train
                  tokenizer, # its tokenizer, saved with checkpoints
@@ -390,10 +407,10 @@ def make_trainer(model, # the model to train
                  compute_metrics=None, # EvalPrediction -> dict
                  callbacks=(), # more TrainerCallbacks
                 ) -> Trainer:
-    "A `Trainer` with `GracefulStop` installed and the tokenizer as `processing_class`."
+    "A `Trainer` with `GracefulStop` and `QuietSaves` installed and the tokenizer as `processing_class`."
     return Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, data_collator=collator,
                    processing_class=tokenizer, compute_metrics=compute_metrics,
-                   callbacks=[*callbacks, GracefulStop()])  # last: it sees what the others asked for
+                   callbacks=[*callbacks, QuietSaves(), GracefulStop()])  # GracefulStop last: it sees what the others asked for
 
 # %% ../nbs/04_train.ipynb #965f09fd
 def _stop_flag(trainer) -> bool:
@@ -549,7 +566,7 @@ def save_atomic(model, # a transformers model (or PEFT model)
     tmp = out.with_name(f'.{out.name}.tmp-{os.getpid()}')
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        model.save_pretrained(tmp)
+        with quiet_saves(): model.save_pretrained(tmp)
         if tokenizer is not None: tokenizer.save_pretrained(tmp)
         _swap_in(tmp, out)
     finally: shutil.rmtree(tmp, ignore_errors=True)

@@ -49,6 +49,7 @@ def test_every_method_in_smoke_mode(method, tmp_path):
                 'train_tokens', 'tokens_per_s', 'padding_fraction'):
         assert key in m, f"{method}: metrics.json lacks {key}"
     assert m['method'] == method and (out / 'loss.png').stat().st_size > 0
+    assert 'Writing model shards' not in r.stderr  # train.quiet_saves: no bar per checkpoint
     assert list((out / 'model').glob('*.safetensors')), f"{method}: no safetensors in {out/'model'}"
     assert not list((out / 'model').glob('*.bin'))
 
@@ -108,6 +109,19 @@ def test_bad_data_gets_one_line_and_exit_2(tmp_path, name, content, message):
     assert r.returncode == 2, r.stderr[-3000:]
     line = one_error_line(r)
     assert line.startswith('ftnb: error:') and message in line and name in line, line
+    assert not (tmp_path / 'out' / 'model').exists()
+
+
+@pytest.mark.parametrize('content, message', [
+    (b'{"prompt": "hi", "answer": "hello"}\n', "no column 'messages'"),
+    (b'{"messages": "hello"}\n{"messages": "hi"}\n', "must hold lists of {'role'"),
+    (b'{"messages": [\n', 'could not read as json'),
+])
+def test_bad_chat_file_gets_one_line_and_exit_2(tmp_path, content, message):
+    path = tmp_path / 'chats.jsonl'; path.write_bytes(content)
+    r = ftnb('chat', '--smoke', '--data', path, '--out', tmp_path / 'out')
+    line = one_error_line(r)
+    assert r.returncode == 2 and message in line and 'chats.jsonl' in line, line
     assert not (tmp_path / 'out' / 'model').exists()
 
 
