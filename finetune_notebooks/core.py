@@ -16,7 +16,7 @@ import torch
 # %% auto #0
 __all__ = ['T5_FAMILY', 'is_smoke', 'hub_reachable', 'run_mode', 'get_device', 'Precision', 'precision_for', 'cpu_flags',
            'choose_precision', 'cpu_model', 'memory_gb', 'env_report', 'show_env', 'set_seed', 'format_duration',
-           'Timer', 'TimeEstimate', 'sync_device', 'estimate_train_time']
+           'Timer', 'TimeEstimate', 'quiet_hf_bars', 'sync_device', 'estimate_train_time']
 
 # %% ../nbs/00_core.ipynb #c4681038
 _TRUE = {'1', 'true', 'yes'}
@@ -213,6 +213,16 @@ class TimeEstimate:
     def __str__(self):
         sps = f'{self.seconds_per_step:.2f}' if self.seconds_per_step >= 0.1 else f'{self.seconds_per_step:.3g}'
         return f'Estimated training time: {format_duration(self.total_seconds)} ({self.total_steps} steps at {sps} s/step)'
+
+# %% ../nbs/00_core.ipynb #ca0d3347
+@contextlib.contextmanager
+def quiet_hf_bars():
+    "Inside the block, transformers draws none of its own loading/saving bars; download bars and the Trainer's bar stay."
+    from transformers.utils import logging as hf_logging
+    if not hasattr(hf_logging, 'set_tqdm_hook'): yield; return  # an older transformers: nothing to hide this way
+    previous = hf_logging.set_tqdm_hook(lambda factory, args, kwargs: hf_logging.EmptyTqdm(*args, **kwargs))
+    try: yield
+    finally: hf_logging.set_tqdm_hook(previous)
 
 # %% ../nbs/00_core.ipynb #b404f20c
 def sync_device():

@@ -14,7 +14,7 @@ from transformers import (AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqL
                           AutoTokenizer, BertConfig, GPT2Config, PreTrainedTokenizerFast, T5Config)
 from transformers.utils import logging as hf_logging
 
-from .core import hub_reachable
+from .core import hub_reachable, quiet_hf_bars
 
 # %% auto #0
 __all__ = ['OFFLINE_MODELS', 'TASKS', 'ModelUnavailable', 'tiny_tokenizer', 'minilm_path', 'add_pad_token', 'load_model',
@@ -183,7 +183,7 @@ def _from_pretrained(name:str, task:str, dtype=None, **kw): # Hub id or folder; 
     try:
         hub = {k: kw[k] for k in ('cache_dir', 'revision', 'token') if k in kw} # where the tokenizer lives too
         tok = AutoTokenizer.from_pretrained(name, trust_remote_code=False, local_files_only=bool(local), **hub)
-        model = _task_class(task).from_pretrained(name, use_safetensors=True, trust_remote_code=False, dtype=dtype, **local, **kw)
+        with quiet_hf_bars(): model = _task_class(task).from_pretrained(name, use_safetensors=True, trust_remote_code=False, dtype=dtype, **local, **kw)
     except OSError as e: raise _unavailable(name, str(e)) from e
     return model, tok
 
@@ -211,7 +211,7 @@ def _load_minilm(task:str, dtype=None, **kw): # must be 'seq-cls'; torch dtype; 
     "The pretrained all-MiniLM-L6-v2 encoder with a new classification head, and its tokenizer."
     if task != 'seq-cls': raise ValueError(f"minilm is an encoder without a {task!r} head: use task='seq-cls'")
     path = minilm_path()
-    model = AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True, trust_remote_code=False, dtype=dtype, **kw)
+    with quiet_hf_bars(): model = AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True, trust_remote_code=False, dtype=dtype, **kw)
     return model, AutoTokenizer.from_pretrained(path, trust_remote_code=False)
 
 # %% ../nbs/03_models.ipynb #7db6a672

@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_train.ipynb #15f48338
 from __future__ import annotations
-import contextlib, copy, dataclasses, difflib, io, json, math, os, shutil, signal, tempfile, time
+import copy, dataclasses, difflib, json, math, os, shutil, signal, tempfile, time
 from itertools import islice
 from pathlib import Path
 from typing import Mapping
@@ -12,9 +12,8 @@ from typing import Mapping
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
-from transformers.utils import logging as hf_logging
 
-from .core import Precision, TimeEstimate, choose_precision, format_duration, get_device, hub_reachable, sync_device
+from .core import Precision, TimeEstimate, choose_precision, format_duration, get_device, hub_reachable, quiet_hf_bars, sync_device
 from .plots import plot_losses
 
 # %% auto #0
@@ -23,8 +22,8 @@ __all__ = ['OLD_NAMES', 'TOKENS_SEEN', 'LOCAL_METRICS', 'map_old_names', 'check_
            'padded_positions', 'collect_batches', 'spread_indices', 'fit_line', 'time_calls', 'micro_batch_seconds',
            'warm_up', 'evaluation_count', 'save_count', 'TrainerEstimate', 'step_fns', 'eval_seconds', 'save_seconds',
            'run_shape', 'total_train_steps', 'step_seconds', 'estimate_trainer_time', 'GracefulStop', 'last_checkpoint',
-           'quiet_saves', 'QuietSaves', 'make_trainer', 'train_with_estimate', 'trained_model', 'rouge_one',
-           'LocalMetric', 'load_metric', 'OutputExists', 'save_atomic', 'json_safe', 'write_run']
+           'QuietSaves', 'make_trainer', 'train_with_estimate', 'trained_model', 'rouge_one', 'LocalMetric',
+           'load_metric', 'OutputExists', 'save_atomic', 'json_safe', 'write_run']
 
 # %% ../nbs/04_train.ipynb #92b9e696
 def _ratio(r): return float(r)  # transformers 5.x: a float warmup_steps below 1 is a share of the run
@@ -295,7 +294,8 @@ def save_seconds(trainer:Trainer, opt, # the Trainer; an optimizer with state (a
     "Seconds to write one checkpoint's big files: the model (`save_model`) and the optimizer state."
     with tempfile.TemporaryDirectory() as d:
         start = clock()
-        trainer.save_model(d); torch.save(opt.state_dict(), Path(d) / 'optimizer.pt')
+        with quiet_hf_bars(): trainer.save_model(d)
+        torch.save(opt.state_dict(), Path(d) / 'optimizer.pt')
         return clock() - start
 
 # %% ../nbs/04_train.ipynb #ebe20108
@@ -382,18 +382,9 @@ def last_checkpoint(output_dir) -> str|None: # the Trainer's output_dir
     return get_last_checkpoint(str(output_dir)) if Path(output_dir).is_dir() else None
 
 # %% ../nbs/04_train.ipynb #7d1a4045
-@contextlib.contextmanager
-def quiet_saves():
-    "Inside the block, `save_pretrained` draws no 'Writing model shards' bar (transformers 5.24 draws one per save); other bars are untouched."
-    was = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try: yield
-    finally:
-        if was: hf_logging.enable_progress_bar()
-
 class QuietSaves(TrainerCallback):
-    "The Trainer's checkpoints without a shard bar each: `quiet_saves` from the start of `train()` to its end (its own progress bar stays)."
-    def on_train_begin(self, args, state, control, **kw): self._quiet = quiet_saves(); self._quiet.__enter__()
+    "The Trainer's checkpoints without a shard bar each: `core.quiet_hf_bars` from the start of `train()` to its end (its own progress bar stays)."
+    def on_train_begin(self, args, state, control, **kw): self._quiet = quiet_hf_bars(); self._quiet.__enter__()
     def on_train_end(self, args, state, control, **kw):
         if getattr(self, '_quiet', None) is not None: self._quiet.__exit__(None, None, None); self._quiet = None
 
@@ -566,7 +557,7 @@ def save_atomic(model, # a transformers model (or PEFT model)
     tmp = out.with_name(f'.{out.name}.tmp-{os.getpid()}')
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        with quiet_saves(): model.save_pretrained(tmp)
+        with quiet_hf_bars(): model.save_pretrained(tmp)
         if tokenizer is not None: tokenizer.save_pretrained(tmp)
         _swap_in(tmp, out)
     finally: shutil.rmtree(tmp, ignore_errors=True)

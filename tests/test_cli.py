@@ -49,7 +49,7 @@ def test_every_method_in_smoke_mode(method, tmp_path):
                 'train_tokens', 'tokens_per_s', 'padding_fraction'):
         assert key in m, f"{method}: metrics.json lacks {key}"
     assert m['method'] == method and (out / 'loss.png').stat().st_size > 0
-    assert 'Writing model shards' not in r.stderr  # train.quiet_saves: no bar per checkpoint
+    assert 'Writing model shards' not in r.stderr  # train.QuietSaves: no bar per checkpoint
     assert list((out / 'model').glob('*.safetensors')), f"{method}: no safetensors in {out/'model'}"
     assert not list((out / 'model').glob('*.bin'))
 
