@@ -21,9 +21,10 @@ __all__ = ['OLD_NAMES', 'TOKENS_SEEN', 'LOCAL_METRICS', 'map_old_names', 'check_
            'pad_mask', 'useful_tokens', 'padding_fraction', 'trainer_precision', 'rng_state', 'set_rng_state',
            'padded_positions', 'collect_batches', 'spread_indices', 'fit_line', 'time_calls', 'micro_batch_seconds',
            'warm_up', 'evaluation_count', 'save_count', 'TrainerEstimate', 'step_fns', 'eval_seconds', 'save_seconds',
-           'run_shape', 'total_train_steps', 'step_seconds', 'estimate_trainer_time', 'GracefulStop', 'last_checkpoint',
-           'QuietSaves', 'make_trainer', 'train_with_estimate', 'trained_model', 'rouge_one', 'LocalMetric',
-           'load_metric', 'OutputExists', 'save_atomic', 'json_safe', 'write_run']
+           'run_shape', 'total_train_steps', 'batch_shape', 'new_shape_seconds', 'step_seconds',
+           'estimate_trainer_time', 'GracefulStop', 'last_checkpoint', 'QuietSaves', 'make_trainer',
+           'train_with_estimate', 'trained_model', 'rouge_one', 'LocalMetric', 'load_metric', 'OutputExists',
+           'save_atomic', 'json_safe', 'write_run']
 
 # %% ../nbs/04_train.ipynb #92b9e696
 def _ratio(r): return float(r)  # transformers 5.x: a float warmup_steps below 1 is a share of the run
@@ -309,6 +310,17 @@ def total_train_steps(trainer:Trainer) -> int:
     "Optimizer steps the Trainer will run: `max_steps`, or epochs × steps per epoch."
     return run_shape(trainer)[2]
 
+# %% ../nbs/04_train.ipynb #fddf642c
+def batch_shape(batch:Mapping) -> tuple: # a collated batch
+    "The shapes of the batch's tensors: batches with equal shapes run the same kernels."
+    return tuple((k, tuple(v.shape)) for k, v in batch.items() if torch.is_tensor(v))
+
+def new_shape_seconds(cold:list, warm:list, # seconds of a first and of a repeated call, per timed batch
+                      shapes:int, # distinct batch shapes in the run
+                     ) -> float:
+    "Extra seconds the run spends on the first call of each new shape: the mean (first − repeat) × shapes."
+    return shapes * sum(max(c - w, 0.0) for c, w in zip(cold, warm)) / len(cold) if cold else 0.0
+
 # %% ../nbs/04_train.ipynb #e0054b56
 def step_seconds(trainer:Trainer, # a Trainer, before `train()`
                  warmup_steps:int=1, # untimed steps first, on a batch of median size
@@ -324,10 +336,14 @@ def step_seconds(trainer:Trainer, # a Trainer, before `train()`
     backward, update, opt = step_fns(trainer); trainer.model.train()
     median = batches[spread_indices(sizes, 1)[0]]
     if warmup_steps: warm_up(lambda: (backward(median), update()), warmup_steps, warmup_steps + 3)
-    picked, fb, up = spread_indices(sizes, min(timed_steps, max(2, total // 10))), [], []  # short runs: fewer
-    for i in picked: fb += time_calls(backward, [batches[i]]); up += time_calls(update, [None])
+    picked, cold, warm, up = spread_indices(sizes, min(timed_steps, max(2, total // 10))), [], [], []  # short runs: fewer
+    for i in picked:
+        first, again = time_calls(backward, [batches[i]] * 2)  # a new shape is slow once, then warm
+        cold.append(first); warm.append(again); up += time_calls(update, [None])
     n_micro = total * n_batches / per_epoch  # micro-batches in the run
-    secs = micro_batch_seconds(sizes, [sizes[i] for i in picked], fb, n_micro) + n_micro * load_s + total * sum(up) / len(up)
+    shapes = min(len({batch_shape(b) for b in batches}), n_micro)
+    secs = (micro_batch_seconds(sizes, [sizes[i] for i in picked], warm, n_micro) + n_micro * load_s
+            + total * sum(up) / len(up) + new_shape_seconds(cold, warm, shapes))
     return secs / max(total, 1), total, epochs, opt
 
 # %% ../nbs/04_train.ipynb #0cfcffac
