@@ -172,7 +172,7 @@ def instruct_trainer(model, tokenizer, # the seq2seq model and its tokenizer
     return Seq2SeqTrainer(model=model, args=instruct_args(cfg, output_dir), train_dataset=tokenized['train'],
                           eval_dataset=tokenized['test'], data_collator=instruct_collator(tokenizer, model),
                           processing_class=tokenizer, compute_metrics=metrics_fn(tokenizer),
-                          callbacks=[train.GracefulStop()])
+                          callbacks=[train.QuietSaves(), train.GracefulStop()])
 
 # %% ../nbs/14_flan_t5_instructions.ipynb #c639c66c
 @torch.no_grad()
