@@ -337,12 +337,12 @@ def step_seconds(trainer:Trainer, # a Trainer, before `train()`
     median = batches[spread_indices(sizes, 1)[0]]
     if warmup_steps: warm_up(lambda: (backward(median), update()), warmup_steps, warmup_steps + 3)
     picked, cold, warm, up = spread_indices(sizes, min(timed_steps, max(2, total // 10))), [], [], []  # short runs: fewer
-    for i in picked:
-        first, again = time_calls(backward, [batches[i]] * 2)  # a new shape is slow once, then warm
-        cold.append(first); warm.append(again); up += time_calls(update, [None])
+    for i in picked:  # each batch twice, each time followed by an update as in training: a new shape is slow once, then warm
+        cold += time_calls(backward, [batches[i]]); update()
+        warm += time_calls(backward, [batches[i]]); up += time_calls(update, [None])
     n_micro = total * n_batches / per_epoch  # micro-batches in the run
     shapes = min(len({batch_shape(b) for b in batches}), n_micro)
-    secs = (micro_batch_seconds(sizes, [sizes[i] for i in picked], warm, n_micro) + n_micro * load_s
+    secs = (micro_batch_seconds(sizes, [sizes[i] for i in picked], list(map(min, cold, warm)), n_micro) + n_micro * load_s
             + total * sum(up) / len(up) + new_shape_seconds(cold, warm, shapes))
     return secs / max(total, 1), total, epochs, opt
 
