@@ -274,13 +274,17 @@ def steady_rates(seen:list, ends:list) -> tuple[float, float]|None: # per-batch 
     steps = [(s[0] / (b - a), s[1] / (b - a)) for s, a, b in zip(seen[1:], ends, ends[1:])]
     return statistics.median(s[0] for s in steps), statistics.median(s[1] for s in steps)
 
+def _arm_setup(method:str, arm:str, cfg:BenchConfig, out_dir): # method; 'baseline'/'ours'; sizes; the Trainer's folder
+    "The arm's model, tokenizer, Trainer (with a `_Counting` collator) and eval set, as every measurement of an arm builds them."
+    model, tok = bench_model(method, cfg.size, 'sdpa' if arm == 'ours' else 'eager', cfg.seed, cfg.pretrained)
+    train, collator, test = DATA[method](tok, model, arm, cfg)
+    return model, tok, arm_trainer(method, arm, model, tok, train, _Counting(collator, tok.pad_token_id), cfg, out_dir), test
+
 def run_arm(method:str, arm:str, cfg:BenchConfig, out_dir='/tmp/ftnb-bench') -> dict: # method; 'baseline'/'ours'; sizes; scratch folder
     "Train one arm for one epoch; return its speed, memory, padding share, eval metric and time estimate."
     threads, t0 = _set_threads(arm, cfg.threads), time.perf_counter()
     _quiet()
-    model, tok = bench_model(method, cfg.size, 'sdpa' if arm == 'ours' else 'eager', cfg.seed, cfg.pretrained)
-    train, collator, test = DATA[method](tok, model, arm, cfg)
-    trainer = arm_trainer(method, arm, model, tok, train, _Counting(collator, tok.pad_token_id), cfg, Path(out_dir) / f'{method}-{arm}')
+    model, tok, trainer, test = _arm_setup(method, arm, cfg, Path(out_dir) / f'{method}-{arm}')
     useful, total = loader_positions(trainer.get_train_dataloader(), tok.pad_token_id)
     est = estimate_trainer_time(trainer, warmup_steps=1, timed_steps=2)
     clock = _StepClock(); trainer.add_callback(clock); trainer.data_collator.seen.clear()
@@ -441,15 +445,12 @@ class _EvalEachStep(TrainerCallback):
 def loss_curve(method:str, arm:str, cfg:BenchConfig, out_dir='/tmp/ftnb-bench') -> list[dict]: # method; 'baseline'/'ours'; sizes; scratch folder
     "Train one arm for one epoch, scoring after every step: rows of step, examples seen, training seconds and the eval figure (row 0: before training)."
     _set_threads(arm, cfg.threads); _quiet()
-    model, tok = bench_model(method, cfg.size, 'sdpa' if arm == 'ours' else 'eager', cfg.seed, cfg.pretrained)
+    model, tok, trainer, test = _arm_setup(method, arm, cfg, Path(out_dir) / f'curve-{method}-{arm}')
     probe, _ = bench_model(method, cfg.size, 'sdpa', cfg.seed, cfg.pretrained) # scored in fp32, outside the Trainer's autocast
-    train, collator, test = DATA[method](tok, model, arm, cfg)
-    counting = _Counting(collator, tok.pad_token_id)
-    trainer = arm_trainer(method, arm, model, tok, train, counting, cfg, Path(out_dir) / f'curve-{method}-{arm}')
     def evaluate(): probe.load_state_dict(model.state_dict()); return eval_metric(method, probe, tok, test)
     cb, first = _EvalEachStep(evaluate), evaluate()
     trainer.add_callback(cb); trainer.train()
-    seen = list(itertools.accumulate(s[0] for s in counting.seen)) # examples after each batch, in order
+    seen = list(itertools.accumulate(s[0] for s in trainer.data_collator.seen)) # examples after each batch, in order
     return [dict(step=0, examples=0, train_s=0.0, eval_metric=first)] + [{**r, 'examples': seen[r['step'] - 1]} for r in cb.rows]
 
 # %% ../nbs/90_benchmarks.ipynb #ed1f5e7c

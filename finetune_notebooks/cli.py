@@ -142,7 +142,7 @@ def _cmd_bench(args):
     from finetune_notebooks import bench
     if args.json_out is not None and args.json_out.is_dir(): raise UsageError(f"--json {args.json_out} is a folder; give a file name such as bench.json")
     if args.smoke:  # the same code path on tiny sizes
-        print(bench.bench_table(bench.run_bench(bench.replace(bench.BenchConfig.tiny(), pretrained=args.pretrained), args.json_out)).to_string())
+        print(bench.bench_table(bench.run_bench(dataclasses.replace(bench.BenchConfig.tiny(), pretrained=args.pretrained), args.json_out)).to_string())
     else: bench.main_bench(quick=args.quick, json_out=args.json_out, pretrained=args.pretrained)
 
 # %% ../nbs/17_cli.ipynb #2e6e2f7f
