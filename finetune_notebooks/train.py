@@ -318,8 +318,10 @@ def batch_shape(batch:Mapping) -> tuple: # a collated batch
 def new_shape_seconds(cold:list, warm:list, # seconds of a first and of a repeated call, per timed batch
                       shapes:int, # distinct batch shapes in the run
                      ) -> float:
-    "Extra seconds the run spends on the first call of each new shape: the mean (first − repeat) × shapes."
-    return shapes * sum(max(c - w, 0.0) for c, w in zip(cold, warm)) / len(cold) if cold else 0.0
+    "Extra seconds the run spends on the first call of each new shape: the smallest (first − repeat) × shapes."
+    # the smallest, not the mean: building kernels slows every new shape, while a one-off stall (memory first touched,
+    # another process) slows one call; with a 124M model one such stall × 8 shapes made the estimate 54% too long
+    return shapes * max(min(c - w for c, w in zip(cold, warm)), 0.0) if cold else 0.0
 
 # %% ../nbs/04_train.ipynb #e0054b56
 def step_seconds(trainer:Trainer, # a Trainer, before `train()`
