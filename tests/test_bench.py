@@ -35,7 +35,9 @@ def test_json_schema(tiny_run):
     assert saved['article001_projected_minutes'] > 0
     assert saved['generation']['batched_tokens_per_s'] > 0 and saved['generation']['single_tokens_per_s'] > 0
     assert {'device', 'precision', 'threads'} <= set(saved) and saved['threads'] >= 1
-    assert set(targets_met(res)) and all(isinstance(v, bool) for v in targets_met(res).values())
+    met = targets_met(res)
+    assert all(isinstance(v, bool) for k, v in met.items() if k != 'article 001 under 45 min')
+    assert met['article 001 under 45 min'] is None # the tiny GPT-2 says nothing about the article's 124M
 
 
 def test_json_key_set(tiny_run):
@@ -119,3 +121,17 @@ def test_pretrained_loads_the_named_weights(tmp_path, monkeypatch):
         assert got.config._attn_implementation == 'eager'
     r = bench.run_arm('jokes', 'ours', replace(BenchConfig.tiny(), pretrained=True), out_dir=tmp_path / 'arm')
     assert r['steps'] >= 1 and r['eval_metric'] > 0
+
+
+def test_isolated_child_exits_cleanly(tmp_path):
+    "An arm in a spawned child: its result comes back, and no leaked-semaphore warning reaches stderr at exit."
+    import subprocess, sys
+    script = tmp_path / 'iso.py'
+    script.write_text("from dataclasses import replace\nfrom finetune_notebooks import bench\n"
+                      "if __name__ == '__main__':\n"
+                      "    r = bench.isolated('run_arm', 'classify', 'ours', cfg=replace(bench.BenchConfig.tiny(), isolate=True))\n"
+                      "    print('examples', r['examples'])\n")
+    p = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert f"examples {BenchConfig.tiny().n_train['classify']}" in p.stdout
+    assert 'resource_tracker' not in p.stderr, p.stderr[-2000:]
