@@ -295,7 +295,7 @@ def run_arm(method:str, arm:str, cfg:BenchConfig, out_dir='/tmp/ftnb-bench') -> 
                 padding_fraction=padding_share(useful, total), eval_metric=eval_metric(method, trained_model(trainer), tok, test), # fp32, as the baseline
                 estimated_s=est.total_seconds, estimate_error=estimate_error(est.total_seconds, runtime), examples=n,
                 useful_tokens=useful, steps=trainer.state.global_step, precision=trainer_precision_name(trainer),
-                attention=model.config._attn_implementation, optimizer=trainer.args.optim, threads=threads,
+                attention=model.config._attn_implementation, optimizer=getattr(trainer.args.optim, 'value', trainer.args.optim), threads=threads,
                 arm_wall_s=time.perf_counter() - t0)
 
 def trainer_precision_name(trainer) -> str: # a Trainer
