@@ -263,7 +263,7 @@ def step_fns(trainer:Trainer): # the Trainer whose model, precision and optimize
         batch = {k: v.to(args.device) if torch.is_tensor(v) else v for k, v in batch.items()}
         with prec.autocast(args.device): loss, out = trainer.compute_loss(model, batch, return_outputs=True)
         # in train() accelerate wraps the forward so that, in bf16/fp16, every output (the logits) comes back as an fp32 copy;
-        # the model is not wrapped yet, so pay that copy here (for tiny-gpt2's 50K-word logits it was a tenth of a step)
+        # the model is not wrapped yet, so pay that copy here (for tiny-gpt2's 50K-word logits, about 3 ms of a 60 ms step)
         if prec.name != 'fp32': convert_to_fp32(out)
         scaler.scale(loss).backward()
     def update(_=None):
