@@ -75,6 +75,7 @@ def test_minilm_share_under_5_percent():
     assert 0 < share < 0.05
 
 
+@pytest.mark.filterwarnings('ignore:`is_gradient_checkpointing` is deprecated:FutureWarning') # peft's call, as in lora._quiet_peft
 @pytest.mark.parametrize('name,targets,head', [('tiny-bert', ('query', 'value'), 'classifier'), ('tiny-gpt2', ('c_attn',), 'score')])
 def test_only_intended_modules_trainable(name, targets, head):
     model, _ = models.load_model(name, task='seq-cls')
