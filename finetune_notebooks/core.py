@@ -14,9 +14,10 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['T5_FAMILY', 'is_smoke', 'hub_reachable', 'run_mode', 'get_device', 'Precision', 'precision_for', 'cpu_flags',
-           'choose_precision', 'cpu_model', 'memory_gb', 'env_report', 'show_env', 'set_seed', 'format_duration',
-           'Timer', 'TimeEstimate', 'quiet_hf_bars', 'sync_device', 'estimate_train_time']
+__all__ = ['T5_FAMILY', 'PRECISION_CHOICES', 'is_smoke', 'hub_reachable', 'run_mode', 'get_device', 'sync_device', 'Precision',
+           'precision_for', 'PrecisionError', 'requested_precision', 'force_precision', 'cpu_flags', 'choose_precision',
+           'cpu_model', 'memory_gb', 'package_version', 'matmul_peak', 'native_dtypes', 'env_report', 'show_env',
+           'set_seed', 'format_duration', 'Timer', 'TimeEstimate', 'quiet_hf_bars', 'estimate_train_time']
 
 # %% ../nbs/00_core.ipynb #c4681038
 _TRUE = {'1', 'true', 'yes'}
@@ -43,7 +44,7 @@ def hub_reachable(timeout:float=2.0) -> bool:
     "True if the Hugging Face Hub answers within `timeout` seconds; False under `HF_HUB_OFFLINE=1`."
     if _env_flag('HF_HUB_OFFLINE'): return False
     endpoint = os.environ.get('HF_ENDPOINT', 'https://huggingface.co').rstrip('/')
-    return _probe(f'{endpoint}/api/models/gpt2', timeout)
+    return _probe(f'{endpoint}/api/models/openai-community/gpt2', timeout)  # a two-part id: datasets 5.x refuses one-part ids
 
 def run_mode() -> str:
     "'smoke' for quick tests, else 'full' when the Hub answers, else 'offline'."
@@ -57,6 +58,10 @@ def get_device() -> torch.device:
     mps = getattr(torch.backends, 'mps', None)
     if mps is not None and mps.is_available(): return torch.device('mps')
     return torch.device('cpu')
+
+def sync_device():
+    "Wait for queued GPU work (nothing to wait for on a CPU), so a clock read afterwards measures finished steps."
+    if torch.cuda.is_available(): torch.cuda.synchronize()
 
 # %% ../nbs/00_core.ipynb #caaecbc1
 _DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16, 'fp32': torch.float32}
@@ -106,6 +111,37 @@ def precision_for(device_type:str, # 'cuda', 'mps' or 'cpu'
         return Precision('fp32', reason='this CPU has no bf16 instructions (bf16 would be emulated) and fp16 is slow on CPUs')
     return Precision('fp32', reason=f'mixed precision on {device_type} is not supported by every torch/accelerate version; fp32 is safe')
 
+# %% ../nbs/00_core.ipynb #1fe5c501
+PRECISION_CHOICES = ('auto', 'fp32', 'bf16', 'fp16') # what `precision=` / `--precision` / FTNB_PRECISION accept
+
+class PrecisionError(ValueError):
+    "A precision that was asked for but cannot train here: one line naming the setting and the fix."
+
+def requested_precision(requested:str|None=None, # the caller's choice; None or 'auto' defers to FTNB_PRECISION
+                       ) -> tuple[str, str]:
+    "`(name, source)`: `requested` if given, else the `FTNB_PRECISION` environment variable, else `('auto', '')`."
+    env = os.environ.get('FTNB_PRECISION', '').strip().lower()
+    for value, source in ((requested, f'precision={requested!r}'), (env, f'FTNB_PRECISION={env}')):
+        if value in (None, '', 'auto'): continue
+        if value not in PRECISION_CHOICES: raise PrecisionError(f"{source}: unknown precision; use one of {', '.join(PRECISION_CHOICES)}")
+        return value, source
+    return 'auto', ''
+
+def force_precision(auto:Precision, # the machine's choice, from `precision_for`
+                    name:str, source:str, # from `requested_precision`
+                    device_type:str, # 'cuda', 'mps' or 'cpu'
+                    model_type:str|None=None, # e.g. 'gpt2' or 't5'
+                   ) -> Precision:
+    "`auto`, or the precision asked for with the reason saying so; `PrecisionError` for a combination that cannot train."
+    if name == 'auto': return auto
+    if name == 'fp16' and device_type != 'cuda':
+        raise PrecisionError(f"{source}: fp16 training needs a CUDA GPU (on {device_type} it is unsupported or slow); use bf16 or fp32")
+    if name == 'fp16' and (model_type or '').lower() in T5_FAMILY:
+        raise PrecisionError(f"{source}: {_T5_WHY}; use bf16 or fp32 for {model_type}")
+    slow = name == 'bf16' and auto.name != 'bf16' and device_type != 'mps'
+    why = f"forced by {source}; this machine would pick {auto.name}" + (' (bf16 is emulated here: much slower)' if slow else '')
+    return Precision(name, reason=why)
+
 # %% ../nbs/00_core.ipynb #8b2329f4
 def cpu_flags() -> frozenset:
     "The CPU feature flags from /proc/cpuinfo (empty where there is no such file, e.g. macOS)."
@@ -122,11 +158,13 @@ def _model_type(m) -> str|None:
 
 def choose_precision(device=None, # torch device or name; default `get_device()`
                      model_type=None, # 'gpt2', 't5', ... or a model / config
+                     requested:str|None=None, # 'auto', 'fp32', 'bf16' or 'fp16'; None/'auto' = FTNB_PRECISION, else the machine's choice
                     ) -> Precision:
-    "The fastest safe precision for training `model_type` on `device`, with the reason."
+    "The fastest safe precision for training `model_type` on `device` (or the one asked for), with the reason."
     dev = torch.device(device) if device is not None else get_device()
     cap = torch.cuda.get_device_capability(dev) if dev.type == 'cuda' else None
-    return precision_for(dev.type, cap, cpu_flags() if dev.type == 'cpu' else frozenset(), _model_type(model_type))
+    auto = precision_for(dev.type, cap, cpu_flags() if dev.type == 'cpu' else frozenset(), _model_type(model_type))
+    return force_precision(auto, *requested_precision(requested), dev.type, _model_type(model_type))
 
 # %% ../nbs/00_core.ipynb #c9cc1400
 def cpu_model() -> str:
@@ -144,26 +182,53 @@ def memory_gb(device=None) -> float|None:
     try: return round(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 1e9, 1)
     except (ValueError, OSError, AttributeError): return None
 
-def _version(pkg:str) -> str|None:
+def package_version(pkg:str) -> str|None: # a distribution name, e.g. 'torch'
     "Installed version of `pkg`, without importing it (None if missing)."
     try: return metadata.version(pkg)
     except metadata.PackageNotFoundError: return None
 
 # %% ../nbs/00_core.ipynb #653dc057
-def env_report(model_type=None) -> dict: # model type (or model) to choose the precision for
+def matmul_peak(dtype=torch.float32, # the number format to measure
+                device=None, # torch device or name; default `get_device()`
+                n:int=1024, # size of the square matrices (4096 on a GPU)
+                seconds:float=0.25, # measuring time budget
+               ) -> float:
+    "This machine's matrix-multiply speed in FLOP/s: the fastest of repeated `n`×`n` products (the practical peak)."
+    dev = torch.device(device) if device is not None else get_device()
+    n = 4096 if dev.type == 'cuda' and n == 1024 else n
+    a, b = torch.randn(n, n, device=dev, dtype=dtype), torch.randn(n, n, device=dev, dtype=dtype)
+    a @ b; sync_device()  # the first product allocates and picks kernels
+    best, start = float('inf'), time.perf_counter()
+    while time.perf_counter() - start < seconds or best == float('inf'):
+        t = time.perf_counter(); a @ b; sync_device(); best = min(best, time.perf_counter() - t)
+    return 2 * n ** 3 / best
+
+def native_dtypes(device=None) -> list: # torch device or name; default `get_device()`
+    "The number formats this device multiplies natively (fast): fp32, plus bf16/fp16 where the hardware has them."
+    dev = torch.device(device) if device is not None else get_device()
+    if dev.type == 'cuda': return ['fp32', 'fp16'] + (['bf16'] if torch.cuda.get_device_capability(dev) >= (8, 0) else [])
+    if dev.type == 'cpu' and {'avx512_bf16', 'amx_bf16'} & cpu_flags(): return ['fp32', 'bf16']
+    return ['fp32']
+
+def env_report(model_type=None, # model type (or model) to choose the precision for
+               measure:bool=False, # also measure the matmul peak of each native format (about a second)
+              ) -> dict:
     "Device, memory, precision with its reason, library versions and run mode, as a JSON-friendly dict."
     dev = get_device()
     prec = choose_precision(dev, model_type)
     name = torch.cuda.get_device_name(dev) if dev.type == 'cuda' else 'Apple GPU' if dev.type == 'mps' else cpu_model()
     rep = dict(device=dev.type, device_name=name, memory_gb=memory_gb(dev), cpu_threads=torch.get_num_threads(),
-               precision=prec.name, precision_reason=prec.reason)
-    rep.update({pkg: _version(pkg) for pkg in ('torch', 'transformers', 'peft', 'datasets', 'accelerate')})
+               cpu_bf16=bool({'avx512_bf16', 'amx_bf16'} & cpu_flags()), precision=prec.name, precision_reason=prec.reason)
+    if measure: rep['peak_gflops'] = {d: round(matmul_peak(_DTYPES[d], dev) / 1e9, 1) for d in native_dtypes(dev)}
+    rep.update({pkg: package_version(pkg) for pkg in ('torch', 'transformers', 'peft', 'datasets', 'accelerate')})
     rep.update(python=platform.python_version(), hub_reachable=hub_reachable(), run_mode=run_mode())
     return rep
 
-def show_env(model_type=None) -> None: # model type (or model) to choose the precision for
+def show_env(model_type=None, # model type (or model) to choose the precision for
+             measure:bool=False, # also measure the matmul peak (about a second)
+            ) -> None:
     "Print `env_report` as a compact two-column table."
-    rep = env_report(model_type)
+    rep = env_report(model_type, measure)
     width = max(map(len, rep))
     for k, v in rep.items(): print(f'{k:<{width}}  {v}')
 
@@ -225,10 +290,6 @@ def quiet_hf_bars():
     finally: hf_logging.set_tqdm_hook(previous)
 
 # %% ../nbs/00_core.ipynb #b404f20c
-def sync_device():
-    "Wait for queued GPU work (nothing to wait for on a CPU), so a clock read afterwards measures finished steps."
-    if torch.cuda.is_available(): torch.cuda.synchronize()
-
 def estimate_train_time(step_fn:Callable[[], object], # runs one real training step
                         total_steps:int, # steps the full run will take
                         warmup_steps:int=1, # untimed steps first (allocation, compilation)

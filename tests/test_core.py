@@ -54,7 +54,7 @@ def test_hub_probe_is_cached_per_endpoint():
     with patch.dict(os.environ, env), patch('urllib.request.urlopen', fake_urlopen):
         assert core.hub_reachable() is False
         assert core.hub_reachable() is False
-    assert calls == ['https://hub.example/api/models/gpt2']
+    assert calls == ['https://hub.example/api/models/openai-community/gpt2']
     core._probe.cache_clear()
 
 
@@ -85,7 +85,7 @@ def test_bf16_autocast_runs_a_backward_pass_on_cpu():
 def test_choose_precision_reads_model_type_from_a_model():
     class Cfg: model_type = 't5'
     class Model: config = Cfg()
-    with patch.object(core, 'cpu_flags', lambda: frozenset()):
+    with patch.object(core, 'cpu_flags', lambda: frozenset()), patch.dict(os.environ, {'FTNB_PRECISION': ''}):
         assert choose_precision('cpu', Model()).name == 'fp32'
 
 

@@ -54,10 +54,20 @@ def test_binary_data(tmp_path):
 
 def test_missing_column_lists_columns(tmp_path):
     p = tmp_path / 'jokes.csv'; p.write_text('ID,Joke\n1,Why so serious?\n')
-    msg = error_of(read_table, p)
-    assert "no column 'text'" in msg and 'columns found: ID, Joke' in msg and 'text_column=' in msg
+    msg = error_of(read_table, p, text_column='text')
+    assert "no column 'text'" in msg and 'columns found: ID, Joke' in msg and 'text_column=' in msg and '--text-column' in msg
     assert "columns found: ID, Joke" in error_of(read_table, p, text_column='Joke', label_column='label')
     assert read_table(p, text_column='Joke')['text'] == ['Why so serious?']
+
+
+def test_the_only_text_column_is_found(tmp_path):
+    "Article 001's onelinefun.csv (ID, Joke) reads without naming the column; two text columns need a choice."
+    p = tmp_path / 'onelinefun.csv'; p.write_text('ID,Joke\n1,Why so serious?\n2,I told a chemistry joke.\n')
+    assert read_table(p)['text'] == ['Why so serious?', 'I told a chemistry joke.']
+    assert load_texts(p)['text'] == ['Why so serious?', 'I told a chemistry joke.']
+    q = tmp_path / 'two.jsonl'; q.write_text('{"title": "a", "body": "b"}\n')
+    msg = error_of(read_table, q)
+    assert 'its text columns are title, body' in msg and '--text-column' in msg
 
 
 def test_only_blank_lines(tmp_path):
