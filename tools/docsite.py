@@ -25,6 +25,7 @@ ASSETS = Path(__file__).resolve().parent / 'site_assets'
 # Images the notebooks link from other hosts, served from the site instead so that it works offline.
 LOCAL_IMAGES = {'https://colab.research.google.com/assets/colab-badge.svg': 'assets/colab-badge.svg'}
 OPTION_RE = re.compile(r'^\s*#\|\s?(.*)$')  # a Quarto/nbdev cell option line
+CODE_RE = re.compile(r'(^(`{3,}|~{3,}).*?^\2[ \t]*$|`[^`\n]+`)', re.S | re.M)  # fenced blocks and code spans
 ANSI_RE = re.compile(r'\x1b\[[0-?]*[ -/]*[@-~]|\x1b[()][A-Za-z0-9]|\x1b[@-Z\\-_]')
 
 
@@ -66,8 +67,8 @@ def apply_carriage_returns(text: str) -> str:
 
 
 def output_text(text) -> str:
-    "Notebook text (a string or list of lines) as shown: joined, `\\r` applied, ANSI codes stripped."
-    return strip_ansi(apply_carriage_returns(''.join(text) if isinstance(text, list) else text))
+    "Notebook text (a string or list of lines) as shown: joined, ANSI codes stripped, then `\\r` applied."
+    return apply_carriage_returns(strip_ansi(''.join(text) if isinstance(text, list) else text))
 
 
 def frontmatter(nb: dict) -> dict:
@@ -88,8 +89,17 @@ def page_stem(nb_path: Path, fm: dict) -> str:
     return Path(fm['output-file']).stem if fm.get('output-file') else nb_path.stem
 
 
+def outside_code_apply(md: str, fn: callable) -> str:
+    "`md` with `fn` applied to the text outside fenced code blocks and code spans."
+    out, pos = [], 0
+    for m in CODE_RE.finditer(md):
+        out += [fn(md[pos:m.start()]), m.group(0)]
+        pos = m.end()
+    return ''.join(out + [fn(md[pos:])])
+
+
 def rewrite_links(text: str, pages: dict, doc_url: str) -> str:
-    "Links to notebooks (`10_gpt2_jokes.ipynb#x`, `nbs/10_gpt2_jokes.ipynb`) or to the published site (`{doc_url}/core.html#x`) as page links."
+    "Links to notebooks (`10_gpt2_jokes.ipynb#x`, `nbs/10_gpt2_jokes.ipynb`) or to the published site (`{doc_url}/core.html#x`) as page links; code is left alone."
     def to_page(m):
         pre, target, frag = m.group(1), m.group(2), m.group(3) or ''
         name = target[len(doc_url) + 1:] if doc_url and target.startswith(doc_url + '/') else target
@@ -98,9 +108,11 @@ def rewrite_links(text: str, pages: dict, doc_url: str) -> str:
         return f"{pre}{md}{frag}" if md else m.group(0)
     url = re.escape(doc_url) + r'/[\w.-]+\.html' if doc_url else r'(?!)'
     pat = rf'''(\]\(\s*|href=["']|src=["'])((?:{url})|(?![a-z][\w+.-]*:|/|#)[^)"'\s#]+\.(?:ipynb|html))(#[^)"'\s]*)?'''
-    text = re.sub(pat, to_page, text)
-    for remote, local in LOCAL_IMAGES.items(): text = text.replace(remote, local)
-    return text
+    def outside_code(t):
+        t = re.sub(pat, to_page, t)
+        for remote, local in LOCAL_IMAGES.items(): t = t.replace(remote, local)
+        return t
+    return outside_code_apply(text, outside_code)
 
 
 def math_to_mathml(md: str) -> str:
@@ -110,9 +122,8 @@ def math_to_mathml(md: str) -> str:
         disp, tex = m.group(1) is not None, m.group(1) or m.group(2)
         try: return convert(tex.strip(), display='block' if disp else 'inline')
         except Exception: return m.group(0)
-    parts = re.split(r'(```.*?```|`[^`\n]*`)', md, flags=re.S)  # code spans and fences stay as they are
     pat = r'\$\$(.+?)\$\$|(?<![\\$\w])\$(?![\s$])([^$\n]+?)(?<![\s\\])\$(?![\w$])'
-    return ''.join(p if i % 2 else re.sub(pat, conv, p, flags=re.S) for i, p in enumerate(parts))
+    return outside_code_apply(md, lambda t: re.sub(pat, conv, t, flags=re.S))
 
 
 def fenced(code: str, lang: str = 'python') -> str:
