@@ -82,6 +82,9 @@ def test_heading_ids_are_pandocs_and_math_becomes_mathml():
            ['jokesconfig.offline', 'run_mode', 'where-are-we-running', 'pack']
     out = docsite.math_to_mathml('a $W$ and `$x$` cost $5 and $6')
     assert '<math' in out and '`$x$`' in out and '$5 and $6' in out
+    import markdown
+    html = markdown.markdown(docsite.math_to_mathml('instead of\n$d^2$. You will:'), extensions=['md_in_html'])
+    assert html.startswith('<p>instead of\n<span class="math"><math') and html.endswith('. You will:</p>')  # one paragraph
 
 
 def hidden_lines() -> dict:
@@ -161,7 +164,8 @@ def page_urls() -> dict:
 def site(tmp_path_factory):
     "Build the site, serve it, visit every page in chromium, screenshot two; the collected data by notebook."
     if not CHROMIUM.exists(): pytest.skip(f'chromium is not installed: {INSTALL}')
-    from playwright.sync_api import sync_playwright  # pip install playwright (no `playwright install`: Debian's chromium is used)
+    try: from playwright.sync_api import sync_playwright  # Debian's chromium is used: never `playwright install`
+    except ImportError: pytest.fail('playwright is not installed: pip install playwright (the dev extra)')
     r = subprocess.run([sys.executable, str(ROOT / 'tools' / 'docsite.py'), '--reuse-proc'], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, f'tools/docsite.py failed:\n{r.stdout[-2000:]}{r.stderr[-3000:]}'
     urls, (srv, base) = page_urls(), serve(docsite.SITE)

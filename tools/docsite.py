@@ -120,8 +120,10 @@ def math_to_mathml(md: str) -> str:
     from latex2mathml.converter import convert
     def conv(m):
         disp, tex = m.group(1) is not None, m.group(1) or m.group(2)
-        try: return convert(tex.strip(), display='block' if disp else 'inline')
+        try: mathml = convert(tex.strip(), display='block' if disp else 'inline')
         except Exception: return m.group(0)
+        # Python-Markdown counts <math> as a block tag: at a line start it would split the paragraph
+        return f'<div class="math">{mathml}</div>' if disp else f'<span class="math">{mathml}</span>'
     pat = r'\$\$(.+?)\$\$|(?<![\\$\w])\$(?![\s$])([^$\n]+?)(?<![\s\\])\$(?![\w$])'
     return outside_code_apply(md, lambda t: re.sub(pat, conv, t, flags=re.S))
 
