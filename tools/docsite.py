@@ -5,6 +5,10 @@
 the Material theme into `_site/` (nothing is executed; saved outputs are shown). Machines with Quarto keep
 using `nbdev_docs` (the deploy workflow); this is the path for machines and CI runs without it.
 
+    pip install mkdocs mkdocs-material latex2mathml       # the dev extra
+    python tools/docsite.py [--reuse-proc]                 # -> _site/ (and _site_src/: the pages and mkdocs.yml)
+    python -m http.server -d _site 8000                    # then open http://127.0.0.1:8000/
+
 Why this renderer. Our own small notebook-to-Markdown step plus mkdocs-material: (1) it installs from PyPI
 alone as pure-Python wheels (mkdocs, mkdocs-material, pymdown-extensions, latex2mathml; no Node, no
 binaries, nothing downloaded at build or view time: fonts and icons are bundled, math becomes MathML);
