@@ -12,22 +12,23 @@ import torch
 from datasets import Dataset, DatasetDict
 from transformers import (AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoModelForSequenceClassification, BertConfig,
                           DataCollatorForLanguageModeling, DataCollatorForSeq2Seq, DataCollatorWithPadding, GPT2Config,
-                          PrinterCallback, T5Config, TrainerCallback, default_data_collator)
+                          T5Config, TrainerCallback, default_data_collator)
 
 from .core import Precision, choose_precision, cpu_model, get_device, hub_reachable, set_seed
-from .data import instruction_dataset, joke_dataset, sentiment_dataset, split_dataset
+from .data import instruction_dataset, joke_dataset, sentiment_dataset
 from .models import ModelUnavailable, load_model, tiny_tokenizer
-from .train import estimate_trainer_time, make_trainer, pad_mask, trained_model, training_args
+from .estimate import estimate_trainer_time, trainer_precision
+from .metrics import batch_positions, count_positions, padding_share
+from .train import ProgressTable, make_trainer, trained_model, training_args
 from .jokes import joke_collator, pack_jokes, tokenize_jokes
 from .lm import perplexity
 
 # %% auto #0
 __all__ = ['METHODS', 'FAMILY', 'METRIC', 'SPEED_KEY', 'TARGETS', 'ARTICLE001', 'PRETRAINED', 'LR', 'DATA', 'BenchConfig',
-           'batch_positions', 'loader_positions', 'padding_share', 'speedup', 'estimate_error', 'project_minutes',
-           'arch_config', 'bench_model', 'joke_data', 'classify_data', 'instruct_data', 'eval_metric', 'arm_precision',
-           'arm_trainer', 'steady_rates', 'run_arm', 'trainer_precision_name', 'isolated', 'run_generation',
-           'machine_report', 'method_result', 'run_bench', 'bench_table', 'targets_met', 'main_bench', 'profile_step',
-           'loss_curve', 'plot_loss_curves']
+           'speedup', 'estimate_error', 'project_minutes', 'arch_config', 'bench_model', 'joke_data', 'classify_data',
+           'instruct_data', 'eval_metric', 'arm_precision', 'arm_trainer', 'steady_rates', 'run_arm', 'isolated',
+           'run_generation', 'machine_report', 'method_result', 'run_bench', 'bench_table', 'targets_met', 'main_bench',
+           'profile_step', 'loss_curve', 'plot_loss_curves']
 
 # %% ../nbs/90_benchmarks.ipynb #82adfc41
 METHODS = ('jokes', 'classify', 'instruct') # method keys of the JSON
@@ -64,29 +65,6 @@ class BenchConfig:
         "Toy models and a handful of examples, in this process: seconds, for tests."
         return cls(size='tiny', n_train={'jokes': 16, 'classify': 16, 'instruct': 16}, n_eval={'jokes': 8, 'classify': 8, 'instruct': 8},
                    max_length=64, isolate=False, threads=1, gen_prompts=2, gen_tokens=4) # 1 thread: toy ops are too small to split, and a busy machine stalls the second thread
-
-# %% ../nbs/90_benchmarks.ipynb #3299352d
-def batch_positions(batch:dict, # a collated batch
-                    pad_token_id:int|None=None, # the pad id (used when there is no 2-D attention mask)
-                   ) -> tuple[int, int]:
-    "(useful, total) token positions in `batch`: the inputs, plus decoder label positions when there are `labels` for a seq2seq batch."
-    m = pad_mask(batch, pad_token_id)
-    useful, total = int((~m).sum()), m.numel()
-    if 'decoder_labels' in batch or (batch.get('labels') is not None and batch['labels'].shape != batch['input_ids'].shape):
-        lab = batch['labels']; useful, total = useful + int((lab != -100).sum()), total + lab.numel()
-    return useful, total
-
-def loader_positions(batches, # an iterable of collated batches (a DataLoader)
-                     pad_token_id:int|None=None, # the pad id
-                    ) -> tuple[int, int]:
-    "(useful, total) token positions over all `batches`."
-    useful = total = 0
-    for b in batches: u, t = batch_positions(b, pad_token_id); useful, total = useful + u, total + t
-    return useful, total
-
-def padding_share(useful:int, total:int) -> float: # useful and total positions
-    "Share of computed positions that are padding."
-    return 1 - useful / total if total else 0.0
 
 # %% ../nbs/90_benchmarks.ipynb #e9cea7d6
 def speedup(ours:dict, baseline:dict, key:str) -> float|None: # two arm results; the figure to divide
@@ -129,7 +107,7 @@ def arch_config(method:str, # 'jokes', 'classify' or 'instruct'
 # %% ../nbs/90_benchmarks.ipynb #b687cdff
 _AUTO = {'gpt2': AutoModelForCausalLM, 't5': AutoModelForSeq2SeqLM, 'bert': AutoModelForSequenceClassification}
 
-PRETRAINED = {'jokes': 'gpt2', 'instruct': 'google/flan-t5-small'} # the articles' models, for `pretrained=True`
+PRETRAINED = {'jokes': 'openai-community/gpt2', 'instruct': 'google/flan-t5-small'} # the articles' models, for `pretrained=True`
 
 def bench_model(method:str, # 'jokes', 'classify' or 'instruct'
                 size:str, # 'full', 'quick' or 'tiny'
@@ -230,7 +208,7 @@ def arm_trainer(method:str, arm:str, model, tok, train:Dataset, collator, cfg:Be
                          learning_rate=lr, save_strategy='no', eval_strategy='no', logging_strategy='no', logging_first_step=False, disable_tqdm=True,
                          seed=cfg.seed, **kw)
     trainer = make_trainer(model, tok, args, train, collator=collator)
-    trainer.remove_callback(PrinterCallback) # the bench prints its own lines, not the Trainer's final metrics dict
+    trainer.remove_callback(ProgressTable) # the bench prints its own lines, not a table per arm
     return trainer
 
 def _jokes_per_block(train:Dataset) -> float: # packed blocks (with position_ids)
@@ -257,11 +235,12 @@ def _peak_memory_mb() -> float:
 
 class _Counting:
     "A collator that also records each batch's (examples, useful positions, all positions), in order."
-    def __init__(self, collator, pad_token_id:int): self.collator, self.pad_token_id, self.seen = collator, pad_token_id, []
+    def __init__(self, collator, pad_token_id:int, decoder:bool=False): # the collator; its pad id; seq2seq (labels count as positions)
+        self.collator, self.pad_token_id, self.decoder, self.seen = collator, pad_token_id, decoder, []
     def __call__(self, rows:list):
         b = self.collator(rows)
         n = sum(list(r['position_ids']).count(0) for r in rows) if 'position_ids' in rows[0] else len(rows) # jokes per packed block
-        self.seen.append((n, *batch_positions(b, self.pad_token_id))); return b
+        self.seen.append((n, *batch_positions(b, self.pad_token_id, self.decoder))); return b
 
 class _StepClock(TrainerCallback):
     "The time at the end of every optimizer step."
@@ -278,14 +257,14 @@ def _arm_setup(method:str, arm:str, cfg:BenchConfig, out_dir): # method; 'baseli
     "The arm's model, tokenizer, Trainer (with a `_Counting` collator) and eval set, as every measurement of an arm builds them."
     model, tok = bench_model(method, cfg.size, 'sdpa' if arm == 'ours' else 'eager', cfg.seed, cfg.pretrained)
     train, collator, test = DATA[method](tok, model, arm, cfg)
-    return model, tok, arm_trainer(method, arm, model, tok, train, _Counting(collator, tok.pad_token_id), cfg, out_dir), test
+    return model, tok, arm_trainer(method, arm, model, tok, train, _Counting(collator, tok.pad_token_id, FAMILY[method] == 't5'), cfg, out_dir), test
 
 def run_arm(method:str, arm:str, cfg:BenchConfig, out_dir='/tmp/ftnb-bench') -> dict: # method; 'baseline'/'ours'; sizes; scratch folder
     "Train one arm for one epoch; return its speed, memory, padding share, eval metric and time estimate."
     threads, t0 = _set_threads(arm, cfg.threads), time.perf_counter()
     _quiet()
     model, tok, trainer, test = _arm_setup(method, arm, cfg, Path(out_dir) / f'{method}-{arm}')
-    useful, total = loader_positions(trainer.get_train_dataloader(), tok.pad_token_id)
+    useful, total = count_positions(trainer.get_train_dataloader(), tok.pad_token_id, decoder=FAMILY[method] == 't5')
     est = estimate_trainer_time(trainer, warmup_steps=1, timed_steps=2)
     clock = _StepClock(); trainer.add_callback(clock); trainer.data_collator.seen.clear()
     runtime, n = trainer.train().metrics['train_runtime'], cfg.n_train[method]
@@ -294,13 +273,9 @@ def run_arm(method:str, arm:str, cfg:BenchConfig, out_dir='/tmp/ftnb-bench') -> 
                 epoch_useful_tokens_per_s=useful / runtime, epoch_examples_per_s=n / runtime,
                 padding_fraction=padding_share(useful, total), eval_metric=eval_metric(method, trained_model(trainer), tok, test), # fp32, as the baseline
                 estimated_s=est.total_seconds, estimate_error=estimate_error(est.total_seconds, runtime), examples=n,
-                useful_tokens=useful, steps=trainer.state.global_step, precision=trainer_precision_name(trainer),
+                useful_tokens=useful, steps=trainer.state.global_step, precision=trainer_precision(trainer.args).name,
                 attention=model.config._attn_implementation, optimizer=getattr(trainer.args.optim, 'value', trainer.args.optim), threads=threads,
                 arm_wall_s=time.perf_counter() - t0)
-
-def trainer_precision_name(trainer) -> str: # a Trainer
-    "'bf16', 'fp16' or 'fp32', from the Trainer's arguments."
-    return 'bf16' if trainer.args.bf16 else 'fp16' if trainer.args.fp16 else 'fp32'
 
 # %% ../nbs/90_benchmarks.ipynb #18e215b8
 def _measured(fn_name:str, cfg:dict, *args) -> dict: # a function of this module; BenchConfig fields; other arguments

@@ -8,25 +8,27 @@ __all__ = ['CHAT_TEMPLATE', 'Config', 'add_chat_template', 'encode_chat', 'turn_
            'run']
 
 # %% ../nbs/11_gpt2_chat.ipynb #384cc00d
-import dataclasses, math, os
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-import torch
 from datasets import Dataset, DatasetDict
-from transformers import DataCollatorForSeq2Seq, Trainer
+from transformers import DataCollatorForSeq2Seq
 
-from .core import choose_precision, get_device, run_mode, set_seed
-from .data import DataError, chat_dataset, read_columns
+from .core import choose_precision, set_seed
+from .config import RunConfig
+from .data import DataError, chat_dataset, read_columns, take_subset
 from .models import load_model
 from .lm import generate_ids, get_preset, perplexity
-from .train import OutputExists, make_trainer, trained_model, padding_fraction, trainer_precision, save_atomic, train_with_estimate, training_args, write_run
+from .metrics import padding_fraction
+from .train import make_trainer, trained_model, train_with_estimate, training_args
+from .runs import check_out_dir, run_header, save_atomic, write_run
 
 # %% ../nbs/11_gpt2_chat.ipynb #d0ad0bf6
 @dataclass
-class Config:
+class Config(RunConfig):
     "Settings of the chat fine-tune; `Config()` is the article's recipe on the Hub."
-    model:str = 'gpt2'                 # name for models.load_model: a Hub id, a folder, or 'tiny-gpt2'
+    model:str = 'openai-community/gpt2' # name for models.load_model: a Hub id, a folder, or 'tiny-gpt2'
     data:str|None = None               # None = the mode's default (ultrachat_200k on the Hub, data.chat_dataset() offline); else a jsonl/json file or Hub id with `messages`
     train_split:str = 'train_gen'      # split of a Hub data set to train on (ultrachat_200k names)
     test_split:str = 'test_gen'        # split of a Hub data set to evaluate on
@@ -59,13 +61,7 @@ class Config:
     @classmethod
     def smoke(cls):
         "A few steps on a few conversations: checks the code path in seconds."
-        return dataclasses.replace(cls.offline(), n_offline=64, max_steps=4, logging_steps=1, eval_steps=2, max_new_tokens=8)
-
-    @classmethod
-    def for_mode(cls, mode:str|None=None): # 'smoke' | 'offline' | 'full'; None asks core.run_mode()
-        "The config for `mode`."
-        mode = mode or run_mode()
-        return {'smoke': cls.smoke, 'offline': cls.offline, 'full': cls}[mode]()
+        return replace(cls.offline(), n_offline=64, max_steps=4, logging_steps=1, eval_steps=2, max_new_tokens=8)
 
 # %% ../nbs/11_gpt2_chat.ipynb #978ea1ea
 CHAT_TEMPLATE = (
@@ -128,9 +124,6 @@ def prepare_chats(ds:Dataset, # a data set with a `messages` column
     return kept, report
 
 # %% ../nbs/11_gpt2_chat.ipynb #9d9835fb
-def _subset(ds, n, seed):
-    return ds if n is None or n >= len(ds) else ds.shuffle(seed=seed).select(range(n))
-
 def read_chat_file(path, # a .json or .jsonl file with a `messages` column, as in ultrachat
                    seed:int=42, # seed of the train/test split
                   ) -> DatasetDict:
@@ -152,7 +145,7 @@ def load_chats(cfg:Config): # uses data, n_train, n_test, splits, seed, n_offlin
         from datasets import load_dataset
         name = cfg.data or 'HuggingFaceH4/ultrachat_200k'
         dd = DatasetDict(train=load_dataset(name, split=cfg.train_split), test=load_dataset(name, split=cfg.test_split))
-    return DatasetDict(train=_subset(dd['train'], cfg.n_train, cfg.seed), test=_subset(dd['test'], cfg.n_test, cfg.seed))
+    return DatasetDict(train=take_subset(dd['train'], cfg.n_train, cfg.seed), test=take_subset(dd['test'], cfg.n_test, cfg.seed))
 
 # %% ../nbs/11_gpt2_chat.ipynb #215ee497
 def make_collator(tokenizer): # tokenizer with a pad token
@@ -183,9 +176,10 @@ def chat_replies(model, tokenizer, # a causal LM and its tokenizer with CHAT_TEM
 def chat_trainer(model, tokenizer, # a causal LM and its tokenizer with CHAT_TEMPLATE
                  train_ds:Dataset, eval_ds:Dataset, # tokenized by prepare_chats
                  cfg:Config, # recipe
-                 output_dir:str|Path): # where checkpoints go
+                 output_dir:str|Path, # where checkpoints go
+                 precision=None): # a `core.Precision`; None = `cfg.precision` for this model and machine
     "A Trainer with the article's arguments, our labels and collator, and length-grouped batches."
-    args = training_args(output_dir, precision=choose_precision(model_type=model.config.model_type),
+    args = training_args(output_dir, precision=precision or choose_precision(model_type=model, requested=cfg.precision),
         num_train_epochs=cfg.epochs, max_steps=cfg.max_steps, learning_rate=cfg.lr,
         per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
         per_device_eval_batch_size=cfg.eval_batch_size, lr_scheduler_type=cfg.scheduler,
@@ -212,23 +206,21 @@ def _chat_data(cfg, tokenizer):
 def run(cfg:Config, # recipe
         out_dir:str|Path, # gets metrics.json, loss.png, model/, checkpoints/
         resume:bool=False, # continue from the last checkpoint in out_dir/checkpoints
-        overwrite:bool=False): # replace an existing out_dir/model
+        overwrite:bool=False): # replace what out_dir holds
     "Train, evaluate and save a chat model; returns the metrics written to `out_dir/metrics.json`."
-    out = Path(out_dir); set_seed(cfg.seed)
-    if (out/'model').exists() and not (resume or overwrite):  # refuse before training, not after it
-        raise OutputExists(f"{out/'model'} already holds a model: pass overwrite=True (ftnb: --overwrite) or choose another folder")
+    out = check_out_dir(out_dir, overwrite, resume); set_seed(cfg.seed)  # refuse before training, not after it
     model, tok = load_model(cfg.model); add_chat_template(tok)
+    precision = choose_precision(model_type=model, requested=cfg.precision)
     train, test, rep = _chat_data(cfg, tok)
-    trainer = chat_trainer(model, tok, train, test, cfg, out/'checkpoints')
+    trainer = chat_trainer(model, tok, train, test, cfg, out/'checkpoints', precision)
     before, replies_before = evaluate_chat(model, tok, test, cfg.eval_batch_size), chat_replies(model, tok, cfg)
     res = train_with_estimate(trainer, resume=resume)
-    if res.get('interrupted'): return res  # a checkpoint is saved; no half-trained model, no metrics.json
+    if res['interrupted']: return res  # a checkpoint is saved; no half-trained model, no metrics.json
     model = trained_model(trainer)
     after, replies_after = evaluate_chat(model, tok, test, cfg.eval_batch_size), chat_replies(model, tok, cfg)
-    metrics = {'method': 'chat', 'model': cfg.model, 'device': str(get_device()), 'precision': trainer_precision(trainer.args).name,
-               **res, **{f'{k}_before': v for k, v in before.items()}, **{f'{k}_after': v for k, v in after.items()},
-               'padding_fraction': padding_fraction(trainer.get_train_dataloader()), **{f'data_{k}': v for k, v in rep.items()},
-               'replies_before': replies_before, 'replies_after': replies_after}
+    metrics = {**run_header('chat', cfg, precision), **res, **after, **{f'{k}_before': v for k, v in before.items()},
+               **{f'{k}_after': v for k, v in after.items()}, 'padding_fraction': padding_fraction(trainer.get_train_dataloader()),
+               **{f'data_{k}': v for k, v in rep.items()}, 'replies_before': replies_before, 'replies_after': replies_after}
     if trainer.is_world_process_zero():
         save_atomic(model, tok, out/'model', overwrite=overwrite or resume)
         write_run(out, metrics, trainer.state.log_history)

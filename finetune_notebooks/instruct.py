@@ -4,7 +4,8 @@
 
 # %% ../nbs/14_flan_t5_instructions.ipynb #f6a747ca
 from __future__ import annotations
-from dataclasses import dataclass, replace
+import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,17 +14,19 @@ import torch
 from datasets import DatasetDict
 from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTrainingArguments
 
-from . import core, data, models, plots, train
+from . import core, data, metrics, models, train
+from .config import RunConfig
+from .runs import check_out_dir, run_header, save_atomic, write_run
 
 # %% auto #0
 __all__ = ['COLUMNS', 'InstructConfig', 'load_instruct_data', 'format_prompt', 't5_precision', 'load_seq2seq',
            'tokenize_instructions', 'instruct_collator', 'generation_metrics', 'decode_eval_pred', 'metrics_fn',
            'instruct_args', 'instruct_trainer', 'generate_answers', 'answer_table', 'example_rows',
-           'exact_match_by_instruction', 'collect_metrics', 'check_run_dir', 'run']
+           'exact_match_by_instruction', 'collect_metrics', 'run']
 
 # %% ../nbs/14_flan_t5_instructions.ipynb #fe26ce7c
 @dataclass
-class InstructConfig:
+class InstructConfig(RunConfig):
     "Settings of one instruction-tuning run; the defaults are the full (Hub) recipe with Flan-T5-small."
     model:str = 'google/flan-t5-small' # a Hub id, a local folder, or the offline entry 'tiny-t5'
     data:str|None = None # None: yahma/alpaca-cleaned for Hub models, `data.instruction_dataset()` offline; else a Hub id or a csv/json/jsonl/parquet file with instruction,input,output
@@ -42,6 +45,7 @@ class InstructConfig:
     dropout:float|None = None # dropout rate; None = the model's own (Flan-T5: 0.1)
     logging_steps:int = 20 # log the training loss every this many steps
     seed:int = 42 # seed for the subset, the batch order and (for tiny-t5) the data generator
+    family = 't5' # T5 models never train in fp16 (its activations overflow): `precision` checks against this
 
     @classmethod
     def offline(cls):
@@ -56,20 +60,8 @@ class InstructConfig:
         return cls(model='tiny-t5', n_train=64, n_test=16, max_source_length=48, max_target_length=16,
                    max_new_tokens=8, max_steps=4, lr=3e-3, batch_size=8, eval_batch_size=16, dropout=0.0, logging_steps=1)
 
-    @classmethod
-    def for_mode(cls, mode:str|None=None): # 'full', 'offline' or 'smoke'; None asks `core.run_mode()`
-        "The config variant for `mode`."
-        mode = mode or core.run_mode()
-        if mode not in ('full', 'offline', 'smoke'): raise ValueError(f"unknown mode {mode!r}: use 'full', 'offline' or 'smoke'")
-        return {'full': cls, 'offline': cls.offline, 'smoke': cls.smoke}[mode]()
-
 # %% ../nbs/14_flan_t5_instructions.ipynb #c6285edd
 COLUMNS = ['instruction', 'input', 'output']
-
-def _subset(ds, n:int|None, seed:int): # a Dataset; examples to keep (None = all); shuffle seed
-    "A shuffled subset of `n` examples (all of them if `n` is None or larger)."
-    ds = ds.shuffle(seed=seed)
-    return ds if n is None or n >= len(ds) else ds.select(range(n))
 
 def _read_instructions(source:str, seed:int) -> DatasetDict:
     "Train/test splits from a table file or a Hub data set with instruction, input, output columns."
@@ -88,7 +80,7 @@ def load_instruct_data(cfg:InstructConfig) -> DatasetDict: # the config: model, 
         n = (cfg.n_train or 900) + (cfg.n_test or 100)
         dd = data.instruction_dataset(n=n, seed=cfg.seed, test_size=(cfg.n_test or 100) / n)
     else: dd = _read_instructions(cfg.data or 'yahma/alpaca-cleaned', cfg.seed)
-    return DatasetDict(train=_subset(dd['train'], cfg.n_train, cfg.seed), test=_subset(dd['test'], cfg.n_test, cfg.seed))
+    return DatasetDict(train=data.take_subset(dd['train'], cfg.n_train, cfg.seed), test=data.take_subset(dd['test'], cfg.n_test, cfg.seed))
 
 # %% ../nbs/14_flan_t5_instructions.ipynb #879ec0af
 def format_prompt(instruction:str, # what to do, e.g. 'Sort the words alphabetically.'
@@ -101,9 +93,10 @@ def format_prompt(instruction:str, # what to do, e.g. 'Sort the words alphabetic
 
 # %% ../nbs/14_flan_t5_instructions.ipynb #b8f9fb4d
 def t5_precision(device=None, # torch device or name; default `core.get_device()`
+                 requested:str|None=None, # the config's `precision`: 'auto' (None), 'fp32' or 'bf16'; 'fp16' is refused
                 ) -> core.Precision:
     "The training precision for a T5-family model on `device` (bf16 or fp32, never fp16)."
-    return core.choose_precision(device, model_type='t5')
+    return core.choose_precision(device, model_type='t5', requested=requested)
 
 def load_seq2seq(cfg:InstructConfig): # the config: model, dropout, seed
     "The encoder-decoder model and tokenizer of `cfg.model`, with `cfg.dropout` applied if given."
@@ -136,10 +129,7 @@ def generation_metrics(predictions:list[str], # generated answers
                        references:list[str], # expected answers
                       ) -> dict:
     "Exact match and ROUGE-1/2/L of generated answers against references."
-    preds, refs = [p.strip() for p in predictions], [r.strip() for r in references]
-    em = train.load_metric('exact_match').compute(predictions=preds, references=refs)
-    rouge = train.load_metric('rouge').compute(predictions=preds, references=refs)
-    return {'exact_match': float(em['exact_match']), **{k: float(rouge[k]) for k in ('rouge1', 'rouge2', 'rougeL')}}
+    return {'exact_match': metrics.exact_match(predictions, references), **metrics.rouge(predictions, references)}
 
 # %% ../nbs/14_flan_t5_instructions.ipynb #5f7c4ca0
 def decode_eval_pred(eval_pred, # a transformers EvalPrediction: (generated ids, label ids)
@@ -155,10 +145,11 @@ def metrics_fn(tokenizer): # decodes generated ids and labels
 
 # %% ../nbs/14_flan_t5_instructions.ipynb #0fd1f775
 def instruct_args(cfg:InstructConfig, # epochs, lr, batch sizes, lengths, ...
-                  output_dir) -> Seq2SeqTrainingArguments: # where checkpoints go
+                  output_dir, # where checkpoints go
+                  precision=None) -> Seq2SeqTrainingArguments: # a `core.Precision`; None = `t5_precision` of `cfg.precision`
     "Seq2SeqTrainingArguments: T5-safe precision, evaluation by generation, our defaults."
-    kw = train.training_kwargs(output_dir, precision=t5_precision(), num_train_epochs=cfg.epochs, max_steps=cfg.max_steps,
-                               learning_rate=cfg.lr, per_device_train_batch_size=cfg.batch_size,
+    kw = train.training_kwargs(output_dir, precision=precision or t5_precision(requested=cfg.precision), num_train_epochs=cfg.epochs,
+                               max_steps=cfg.max_steps, learning_rate=cfg.lr, per_device_train_batch_size=cfg.batch_size,
                                per_device_eval_batch_size=cfg.eval_batch_size, warmup_ratio=cfg.warmup,
                                weight_decay=cfg.weight_decay, logging_steps=cfg.logging_steps, seed=cfg.seed)
     return Seq2SeqTrainingArguments(**kw, predict_with_generate=True, generation_num_beams=1,
@@ -166,13 +157,12 @@ def instruct_args(cfg:InstructConfig, # epochs, lr, batch sizes, lengths, ...
 
 def instruct_trainer(model, tokenizer, # the seq2seq model and its tokenizer
                      tokenized:DatasetDict, # `train` and `test` splits from `tokenize_instructions`
-                     cfg:InstructConfig, output_dir) -> Seq2SeqTrainer: # the config; checkpoint folder
+                     cfg:InstructConfig, output_dir, # the config; checkpoint folder
+                     precision=None) -> Seq2SeqTrainer: # a `core.Precision`; None = `t5_precision` of `cfg.precision`
     "A Seq2SeqTrainer with -100 label padding, generation metrics and Ctrl-C checkpointing."
-    # not train.make_trainer: it builds a plain Trainer, which cannot evaluate by generation
-    return Seq2SeqTrainer(model=model, args=instruct_args(cfg, output_dir), train_dataset=tokenized['train'],
-                          eval_dataset=tokenized['test'], data_collator=instruct_collator(tokenizer, model),
-                          processing_class=tokenizer, compute_metrics=metrics_fn(tokenizer),
-                          callbacks=[train.QuietSaves(), train.GracefulStop()])
+    return train.make_trainer(model, tokenizer, instruct_args(cfg, output_dir, precision), tokenized['train'], tokenized['test'],
+                              collator=instruct_collator(tokenizer, model), compute_metrics=metrics_fn(tokenizer),
+                              trainer_cls=Seq2SeqTrainer)  # evaluates by generating
 
 # %% ../nbs/14_flan_t5_instructions.ipynb #c639c66c
 @torch.no_grad()
@@ -219,37 +209,32 @@ def exact_match_by_instruction(model, tokenizer, ds, # a seq2seq model, its toke
 # %% ../nbs/14_flan_t5_instructions.ipynb #68b91d4b
 def collect_metrics(cfg:InstructConfig, trainer, # the run's config; the trained Seq2SeqTrainer
                     before:dict, after:dict, # `trainer.evaluate()` before and after training
-                    stats:dict, pad:float) -> dict: # from `train.train_with_estimate`; padding fraction
+                    stats:dict, pad:float, # from `train.train_with_estimate`; padding fraction
+                    precision) -> dict: # the `core.Precision` it trained in
     "The metrics of one run, as written to metrics.json."
-    m = {'method': 'instruct', 'model': cfg.model, 'device': str(core.get_device()), 'precision': t5_precision().name,
-         'eval_loss': after['eval_loss'], 'eval_loss_before': before['eval_loss'], 'padding_fraction': pad,
+    m = {**run_header('instruct', cfg, precision), 'eval_loss': after['eval_loss'], 'perplexity': math.exp(after['eval_loss']),
+         'eval_loss_before': before['eval_loss'], 'padding_fraction': pad,
          'n_train': len(trainer.train_dataset), 'n_test': len(trainer.eval_dataset)}
     for k in ('exact_match', 'rouge1', 'rouge2', 'rougeL'):
         m[f'{k}_before'], m[f'{k}_after'] = before[f'eval_{k}'], after[f'eval_{k}']
     return m | {k: v for k, v in stats.items() if k not in m}
 
-def check_run_dir(out_dir, overwrite:bool=False) -> Path: # the run folder; replacing its model is allowed
-    "Refuse, before any training, to replace a model saved in `out_dir/model` unless `overwrite`."
-    out_dir = Path(out_dir)
-    if (out_dir/'model').exists() and not overwrite:
-        raise FileExistsError(f"{out_dir/'model'} already holds a model: pass overwrite=True (ftnb: --overwrite) or choose another folder")
-    return out_dir
-
 def run(cfg:InstructConfig, # what to train (see `InstructConfig.for_mode`)
         out_dir, # folder for metrics.json, loss.png, model/ and checkpoints/
         resume:bool=False, # continue from the last checkpoint in out_dir/checkpoints
-        overwrite:bool=False) -> dict: # replace an existing out_dir/model
+        overwrite:bool=False) -> dict: # replace what out_dir holds
     "Instruction-tune a seq2seq model end to end; write metrics.json, loss.png and model/ into `out_dir`."
-    out_dir = check_run_dir(out_dir, overwrite)
+    out_dir = check_out_dir(out_dir, overwrite, resume)
+    precision = t5_precision(requested=cfg.precision)
     model, tokenizer = load_seq2seq(cfg)
     tokenized = tokenize_instructions(load_instruct_data(cfg), tokenizer, cfg.max_source_length, cfg.max_target_length)
-    trainer = instruct_trainer(model, tokenizer, tokenized, cfg, out_dir/'checkpoints')
-    pad = train.padding_fraction(trainer.get_train_dataloader(), max_batches=50)
+    trainer = instruct_trainer(model, tokenizer, tokenized, cfg, out_dir/'checkpoints', precision)
+    pad = metrics.padding_fraction(trainer.get_train_dataloader(), max_batches=50, decoder=True)
     before = trainer.evaluate()
     stats = train.train_with_estimate(trainer, resume=resume)
-    if stats.get('interrupted'): return stats
-    metrics = collect_metrics(cfg, trainer, before, trainer.evaluate(), stats, pad)
+    if stats['interrupted']: return stats
+    m = collect_metrics(cfg, trainer, before, trainer.evaluate(), stats, pad, precision)
     if trainer.is_world_process_zero():
-        train.save_atomic(model, tokenizer, out_dir/'model', overwrite=overwrite)
-        train.write_run(out_dir, metrics, trainer.state.log_history)
-    return metrics
+        save_atomic(train.trained_model(trainer), tokenizer, out_dir/'model', overwrite=overwrite or resume)
+        write_run(out_dir, m, trainer.state.log_history)
+    return m

@@ -4,34 +4,38 @@
 
 # %% ../nbs/10_gpt2_jokes.ipynb #57d39762
 from __future__ import annotations
-import math
-from dataclasses import dataclass, asdict, replace
-from pathlib import Path
+import math, os
+from dataclasses import dataclass, field, replace
 
 import torch
 from datasets import Dataset, DatasetDict
 
-from .core import choose_precision, get_device, run_mode, set_seed
-from .data import DataError, joke_dataset, load_texts, split_dataset
+from .core import choose_precision, set_seed
+from .config import RunConfig
+from .data import DataError, find_text_column, joke_dataset, load_texts, split_dataset
 from .models import load_model
-from .train import (OutputExists, make_trainer, padding_fraction, save_atomic, train_with_estimate,
-                                      training_args, write_run)
+from .metrics import padding_fraction
+from .train import make_trainer, train_with_estimate, trained_model, training_args
+from .runs import check_out_dir, run_header, save_atomic, write_run
 from .lm import PackedCollator, generate, pack_examples, perplexity
-from .train import trained_model
 
 # %% auto #0
-__all__ = ['JOKES_URL', 'JokesConfig', 'load_jokes', 'tokenize_jokes', 'pack_jokes', 'joke_collator', 'joke_perplexity',
-           'sample_jokes', 'joke_training_args', 'make_joke_trainer', 'prepare_blocks', 'run']
+__all__ = ['JOKES_URL', 'jokes_url', 'JokesConfig', 'load_jokes', 'tokenize_jokes', 'pack_jokes', 'joke_collator',
+           'joke_perplexity', 'sample_jokes', 'joke_training_args', 'make_joke_trainer', 'prepare_blocks', 'run']
 
 # %% ../nbs/10_gpt2_jokes.ipynb #38b069d0
 JOKES_URL = 'https://raw.githubusercontent.com/amoudgl/short-jokes-dataset/master/data/onelinefun.csv'
 
+def jokes_url() -> str:
+    "The jokes CSV of article 001: `FTNB_JOKES_URL` if set (a mirror, as HF_ENDPOINT is for the Hub), else `JOKES_URL`."
+    return os.environ.get('FTNB_JOKES_URL') or JOKES_URL
+
 @dataclass
-class JokesConfig:
+class JokesConfig(RunConfig):
     "Everything that defines a jokes fine-tuning run."
-    model:str='gpt2' # a Hub id, a local folder, or an offline entry ('tiny-gpt2')
-    data:str|None=JOKES_URL # a CSV URL or local file (.csv/.txt/...); None = the offline pyjokes set
-    text_column:str='Joke' # the column holding the joke in a table
+    model:str='openai-community/gpt2' # a Hub id, a local folder, or an offline entry ('tiny-gpt2')
+    data:str|None=field(default_factory=jokes_url) # a CSV URL or local file (.csv/.txt/...); None = the offline pyjokes set
+    text_column:str|None=None # the column holding the joke in a table; None = 'text', else the table's only text column
     block_size:int=128 # tokens per packed block; jokes longer than this are truncated (keeping EOS)
     epochs:float=3 # passes over the training jokes (the article ran 10 on unpacked batches of 2)
     max_steps:int=-1 # stop after this many optimizer steps; -1 = use epochs
@@ -41,7 +45,7 @@ class JokesConfig:
     warmup:float=0.05 # share of steps spent warming up the learning rate
     weight_decay:float=0.0 # AdamW weight decay
     test_size:float=0.1 # share of jokes held out for perplexity
-    eval_times:int=5 # how many times to evaluate during training (points on the loss plot)
+    eval_times:int=5 # how many times to evaluate during training (rows of the table, points on the loss plot)
     prompts:tuple=('', 'My wife', 'A programmer', 'Why did the') # prompts for samples ('' = start from scratch)
     max_new_tokens:int=40 # the longest generated joke, in tokens
     seed:int=42 # seed for the split, the model head and sampling
@@ -49,20 +53,12 @@ class JokesConfig:
     @classmethod
     def offline(cls) -> JokesConfig:
         "tiny-gpt2 on pyjokes: a real run of a few minutes on a CPU."
-        return cls(model='tiny-gpt2', data=None, text_column='text', epochs=20, lr=2e-3, warmup=0.1,
-                   prompts=('', 'A programmer', 'Why did the'))
+        return cls(model='tiny-gpt2', data=None, epochs=20, lr=2e-3, warmup=0.1, prompts=('', 'A programmer', 'Why did the'))
 
     @classmethod
     def smoke(cls) -> JokesConfig:
         "A few steps of tiny-gpt2 on pyjokes, for tests."
         return replace(cls.offline(), block_size=64, max_steps=3, batch_size=4, eval_times=1, max_new_tokens=8)
-
-    @classmethod
-    def for_mode(cls, mode:str|None=None) -> JokesConfig: # 'full', 'offline' or 'smoke'; None = `core.run_mode()`
-        "The config for `mode`."
-        mode = mode or run_mode()
-        if mode not in ('full', 'offline', 'smoke'): raise ValueError(f"mode={mode!r}: use 'full', 'offline' or 'smoke'")
-        return {'full': cls, 'offline': cls.offline, 'smoke': cls.smoke}[mode]()
 
 # %% ../nbs/10_gpt2_jokes.ipynb #8b2421a2
 def _read_jokes(cfg:JokesConfig) -> Dataset: # the run's config
@@ -71,9 +67,9 @@ def _read_jokes(cfg:JokesConfig) -> Dataset: # the run's config
     if not str(cfg.data).startswith(('http://', 'https://')): return load_texts(cfg.data, text_column=cfg.text_column)
     from datasets import load_dataset
     try: ds = load_dataset('csv', data_files=cfg.data, split='train')
-    except Exception as e: raise DataError(f"{cfg.data}: could not download ({type(e).__name__}); check the network, or set data=None for the offline jokes") from e
-    if cfg.text_column not in ds.column_names: raise DataError(f"{cfg.data}: no column {cfg.text_column!r} (columns: {ds.column_names}); set text_column")
-    return ds.select_columns([cfg.text_column]).rename_column(cfg.text_column, 'text')
+    except Exception as e: raise DataError(f"{cfg.data}: could not download ({type(e).__name__}); check the network or FTNB_JOKES_URL, or set data=None for the offline jokes") from e
+    col = find_text_column(ds, cfg.data, cfg.text_column)
+    return ds.select_columns([col]).rename_columns({col: 'text'} if col != 'text' else {})
 
 def load_jokes(cfg:JokesConfig) -> DatasetDict: # the run's config
     "Train/test split of the jokes, empty lines dropped."
@@ -128,23 +124,25 @@ def sample_jokes(model, tokenizer, # the model and its tokenizer
 def joke_training_args(cfg:JokesConfig, # the run's config
                        out_dir, # where the Trainer writes checkpoints
                        n_blocks:int, # training blocks (to place the evaluations)
+                       precision=None, # a `core.Precision`; None = `cfg.precision` on this machine
                       ):
     "`TrainingArguments` for `cfg`."
     steps = cfg.max_steps if cfg.max_steps > 0 else math.ceil(cfg.epochs * math.ceil(n_blocks / cfg.batch_size) / cfg.grad_accum)
     every = max(1, steps // max(cfg.eval_times, 1))
-    return training_args(out_dir, num_train_epochs=cfg.epochs, max_steps=cfg.max_steps, learning_rate=cfg.lr,
-                         per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.batch_size,
-                         gradient_accumulation_steps=cfg.grad_accum, warmup_steps=cfg.warmup, weight_decay=cfg.weight_decay,
-                         eval_strategy='steps', eval_steps=every, logging_steps=max(1, every // 4),
-                         include_num_input_tokens_seen='all', seed=cfg.seed)
+    return training_args(out_dir, precision or choose_precision(requested=cfg.precision), num_train_epochs=cfg.epochs,
+                         max_steps=cfg.max_steps, learning_rate=cfg.lr, per_device_train_batch_size=cfg.batch_size,
+                         per_device_eval_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
+                         warmup_steps=cfg.warmup, weight_decay=cfg.weight_decay, eval_strategy='steps', eval_steps=every,
+                         logging_steps=max(1, every // 4), include_num_input_tokens_seen='all', seed=cfg.seed)
 
 def make_joke_trainer(model, tokenizer, # the model and its tokenizer
                       blocks:DatasetDict, # packed jokes: 'train' and 'test'
                       cfg:JokesConfig, # the run's config
                       out_dir, # where the Trainer writes checkpoints
+                      precision=None, # a `core.Precision`; None = `cfg.precision` on this machine
                      ):
     "A Trainer for packed jokes, with graceful stop and resume (via `train.make_trainer`)."
-    args = joke_training_args(cfg, out_dir, len(blocks['train']))
+    args = joke_training_args(cfg, out_dir, len(blocks['train']), precision)
     return make_trainer(model, tokenizer, args, blocks['train'], blocks['test'], collator=joke_collator(model, tokenizer))
 
 # %% ../nbs/10_gpt2_jokes.ipynb #884602a1
@@ -155,30 +153,25 @@ def prepare_blocks(cfg:JokesConfig, # the recipe: data, block size, seed
     tokens = DatasetDict({k: tokenize_jokes(v, tokenizer) for k, v in load_jokes(cfg).items()})
     return DatasetDict({k: pack_jokes(v, cfg.block_size, cfg.seed) for k, v in tokens.items()})
 
-def _check_out(out:Path, resume:bool, overwrite:bool):
-    "Refuse to train when `out/model` exists, unless resuming or overwriting."
-    if (out / 'model').exists() and not (resume or overwrite):
-        raise OutputExists(f"{out / 'model'} already exists; use --overwrite (overwrite=True), --resume, or another folder")
-
 def run(cfg:JokesConfig, # the recipe
         out_dir, # gets metrics.json, loss.png, model/, checkpoints/
         resume:bool=False, # continue from the last checkpoint in out_dir/checkpoints
-        overwrite:bool=False, # replace an existing out_dir/model
+        overwrite:bool=False, # replace what out_dir holds
        ) -> dict:
     "Fine-tune on jokes; save the model, `metrics.json` and `loss.png` in `out_dir`; return the metrics."
-    out = Path(out_dir); _check_out(out, resume, overwrite); set_seed(cfg.seed)
+    out = check_out_dir(out_dir, overwrite, resume); set_seed(cfg.seed)
     model, tok = load_model(cfg.model)
+    precision = choose_precision(model_type=model, requested=cfg.precision)
     blocks, collator = prepare_blocks(cfg, tok), joke_collator(model, tok)
     ppl_before = joke_perplexity(model, blocks['test'], collator, cfg.batch_size)
-    trainer = make_joke_trainer(model, tok, blocks, cfg, out / 'checkpoints')
+    trainer = make_joke_trainer(model, tok, blocks, cfg, out / 'checkpoints', precision)
     res = train_with_estimate(trainer, resume=resume)
-    if res.get('interrupted'): return res  # a checkpoint is saved; no half-trained model, no metrics.json
+    if res['interrupted']: return res  # a checkpoint is saved; no half-trained model, no metrics.json
     model = trained_model(trainer) # fp32 forward, as the saved model will run
     ppl_after = joke_perplexity(model, blocks['test'], collator, cfg.batch_size)
-    metrics = {'method': 'jokes', 'model': cfg.model, 'device': str(get_device()), 'precision': choose_precision(model_type=model).name,
-               **res, 'eval_loss': math.log(ppl_after), 'perplexity_before': ppl_before, 'perplexity_after': ppl_after,
-               'padding_fraction': padding_fraction(trainer.get_train_dataloader(), pad_token_id=tok.pad_token_id),
-               'samples': sample_jokes(model, tok, cfg, 'greedy'), 'config': asdict(cfg)}
+    metrics = {**run_header('jokes', cfg, precision), **res, 'eval_loss': math.log(ppl_after), 'perplexity_before': ppl_before,
+               'perplexity_after': ppl_after, 'padding_fraction': padding_fraction(trainer.get_train_dataloader(), pad_token_id=tok.pad_token_id),
+               'samples': sample_jokes(model, tok, cfg, 'greedy')}
     if trainer.is_world_process_zero():
         save_atomic(model, tok, out / 'model', overwrite=overwrite or resume)
         write_run(out, metrics, trainer.state.log_history)

@@ -5,33 +5,36 @@
 # %% ../nbs/15_training_loop.ipynb #17a37774
 from __future__ import annotations
 import contextlib, inspect, itertools, math, random, shutil, signal
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 from datasets import Dataset
 from safetensors.torch import load_model as load_safetensors, save_model as save_safetensors
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 from transformers import DataCollatorForLanguageModeling, get_cosine_schedule_with_warmup
 
-from .core import Precision, Timer, choose_precision, estimate_train_time, get_device, run_mode, set_seed
+from .core import Precision, Timer, choose_precision, estimate_train_time, get_device, set_seed
+from .config import RunConfig
 from .data import DataError, read_text, split_dataset
 from .models import load_model
-from .train import OutputExists, save_atomic, write_run
+from .train import (LossRule, ProgressTable, TrainingDiverged, divergence_message, resuming_message,
+                                      stopped_message)
+from .runs import check_out_dir, replace_folder, run_header, save_atomic, write_run
 
 # %% auto #0
 __all__ = ['PLACES', 'REGIONS', 'SIGHTS', 'FOODS', 'SEASONS', 'PEOPLE', 'TEMPLATES', 'LoopConfig', 'make_sentences',
-           'write_sentences', 'tokenize_lines', 'make_loader', 'process_one_batch', 'make_optimizer', 'make_scheduler',
-           'train_step', 'evaluate_loss', 'save_checkpoint', 'load_checkpoint', 'next_token', 'generate_ids_until_eos',
-           'generate_until_eos', 'generate_for_keywords', 'keyword_table', 'total_steps', 'make_loaders',
-           'estimate_loop_time', 'train_epoch', 'sigterm_as_ctrl_c', 'train_loop', 'run']
+           'write_sentences', 'tokenize_sentences', 'make_loader', 'process_one_batch', 'make_optimizer',
+           'make_scheduler', 'train_step', 'evaluate_loss', 'save_checkpoint', 'load_checkpoint', 'next_token',
+           'generate_ids_until_eos', 'generate_until_eos', 'generate_for_keywords', 'keyword_table', 'total_steps',
+           'make_loaders', 'estimate_loop_time', 'train_epoch', 'sigterm_as_ctrl_c', 'train_loop', 'run']
 
 # %% ../nbs/15_training_loop.ipynb #aae02c02
 @dataclass
-class LoopConfig:
+class LoopConfig(RunConfig):
     "Everything that defines a hand-written training run."
-    model:str='gpt2' # a Hub id, a local folder, or an offline entry ('tiny-gpt2')
+    model:str='openai-community/gpt2' # a Hub id, a local folder, or an offline entry ('tiny-gpt2')
     data:str|None=None # a text file, one sentence per line; None = write template sentences into the run folder
     n_sentences:int=3000 # how many template sentences to write when `data` is None
     max_length:int=64 # tokens per sentence, EOS included; longer lines are cut
@@ -60,13 +63,6 @@ class LoopConfig:
     def smoke(cls) -> LoopConfig:
         "A few steps of tiny-gpt2 on a few template sentences, for tests."
         return replace(cls.offline(), n_sentences=200, max_steps=4, batch_size=8, eval_every=2, save_every=2, max_new_tokens=8)
-
-    @classmethod
-    def for_mode(cls, mode:str|None=None) -> LoopConfig: # 'full', 'offline' or 'smoke'; None = `core.run_mode()`
-        "The config for `mode`."
-        mode = mode or run_mode()
-        if mode not in ('full', 'offline', 'smoke'): raise ValueError(f"mode={mode!r}: use 'full', 'offline' or 'smoke'")
-        return {'full': cls, 'offline': cls.offline, 'smoke': cls.smoke}[mode]()
 
 # %% ../nbs/15_training_loop.ipynb #1de98b8f
 PLACES = ['Tokyo', 'Kyoto', 'Osaka', 'Nara', 'Sapporo', 'Hiroshima', 'Nagoya', 'Fukuoka', 'Kobe', 'Sendai', 'Kanazawa', 'Okinawa']
@@ -99,7 +95,7 @@ def write_sentences(path, # the text file to write
     return path
 
 # %% ../nbs/15_training_loop.ipynb #04a205bf
-def tokenize_lines(ds:Dataset, # sentences in a `text` column
+def tokenize_sentences(ds:Dataset, # sentences in a `text` column
                    tokenizer, # the model's tokenizer (with an EOS token)
                    max_length:int=64, # tokens per sentence, EOS included
                   ) -> Dataset:
@@ -183,13 +179,6 @@ def evaluate_loss(model, # a causal LM
     return total / count
 
 # %% ../nbs/15_training_loop.ipynb #02bab6b8
-def _swap_in(tmp:Path, folder:Path):
-    "Replace `folder` with the finished `tmp` folder; the old one is removed only after the rename."
-    old = folder.with_name(folder.name + '.old')
-    shutil.rmtree(old, ignore_errors=True)
-    if folder.exists(): folder.rename(old)
-    tmp.rename(folder); shutil.rmtree(old, ignore_errors=True)
-
 def save_checkpoint(folder, # where to save (replaced atomically)
                     model, optimizer, scheduler, # the training objects
                     step:int, # optimizer steps done
@@ -204,7 +193,7 @@ def save_checkpoint(folder, # where to save (replaced atomically)
                  scaler=scaler.state_dict() if scaler is not None else None, rng=torch.get_rng_state(),
                  cuda_rng=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [])
     torch.save(state, tmp / 'training_state.pt')
-    _swap_in(tmp, folder)
+    replace_folder(tmp, folder)  # `runs.replace_folder`: the old checkpoint goes only once the new one is complete
     return folder
 
 # %% ../nbs/15_training_loop.ipynb #76195ce0
@@ -294,7 +283,7 @@ def make_loaders(cfg:LoopConfig, tokenizer, # the recipe and the model's tokeniz
     "Training and held-out loaders for `cfg.data` (or template sentences written to `out_dir`)."
     path = cfg.data or write_sentences(Path(out_dir) / 'sentences.txt', cfg.n_sentences, cfg.seed)
     split = split_dataset(read_text(path), test_size=cfg.test_size, seed=cfg.seed)
-    tok = {k: tokenize_lines(v, tokenizer, cfg.max_length) for k, v in split.items()}
+    tok = {k: tokenize_sentences(v, tokenizer, cfg.max_length) for k, v in split.items()}
     return (make_loader(tok['train'], tokenizer, cfg.batch_size, shuffle=True, seed=cfg.seed),
             make_loader(tok['test'], tokenizer, cfg.batch_size))
 
@@ -333,19 +322,23 @@ class _Run:
     tokens:int=0 # non-padding tokens trained on in this session
     positions:int=0 # all token positions, padding included, in this session
     losses:list=None # this session's step losses
+    rule:LossRule=None # the loss watchdog's rule (`train.LossRule`): stop when the loss runs away
+    table:ProgressTable=None # the progress table every method prints (`train.ProgressTable`)
 
 def _start(cfg:LoopConfig, model, tokenizer, out_dir, resume:bool) -> _Run:
     "Loaders, optimizer, schedule, scaler; the checkpoint's step and history on resume, else a first eval loss."
     out_dir = Path(out_dir); model.to(get_device())
-    precision = choose_precision(model.device, model)
+    precision = choose_precision(model.device, model, requested=cfg.precision)
     train_dl, eval_dl = make_loaders(cfg, tokenizer, out_dir)
     total = total_steps(cfg, len(train_dl))
     opt = make_optimizer(model, cfg.lr, cfg.weight_decay)
     r = _Run(model, train_dl, eval_dl, opt, make_scheduler(opt, total, cfg.warmup), precision.grad_scaler(model.device),
-             precision, total, out_dir / 'checkpoints', history=[], losses=[])
+             precision, total, out_dir / 'checkpoints', history=[], losses=[], rule=LossRule(), table=ProgressTable())
     if resume:
         state = load_checkpoint(r.ckpt, model, r.opt, r.sched, r.scaler)
         r.step, r.history = state['step'], state['history']
+        r.rule.first = next((h['loss'] for h in r.history if 'loss' in h), None)  # where the run started, not the resume point
+        print(resuming_message(r.ckpt, r.step, total))
     else: r.history.append({'step': 0, 'epoch': 0, 'eval_loss': evaluate_loss(model, eval_dl, precision)})
     return r
 
@@ -353,22 +346,28 @@ def _save(r:_Run) -> Path: # the run to checkpoint
     "Checkpoint the run to `r.ckpt`."
     return save_checkpoint(r.ckpt, r.model, r.opt, r.sched, r.step, r.history, r.scaler)
 
-def _log(r:_Run, cfg:LoopConfig, loss:float, batch:dict, epoch:int, bar, end:int) -> bool: # run, recipe, step loss and batch, epoch, tqdm bar, last step
-    "Record one step; evaluate and checkpoint when due; True when this session should stop."
+_TABLE = SimpleNamespace(eval_strategy='steps', disable_tqdm=False)  # what ProgressTable reads of a Trainer's arguments
+
+def _log(r:_Run, cfg:LoopConfig, loss:float, batch:dict, epoch:int, end:int) -> bool: # run, recipe, step loss and batch, epoch, last step
+    "Record one step; stop if the loss ran away; evaluate and checkpoint when due; True when this session should stop."
     r.step += 1; r.losses.append(loss)
     mask = batch['attention_mask']; r.tokens += int(mask.sum()); r.positions += mask.numel()
     r.history.append({'step': r.step, 'epoch': epoch, 'loss': loss, 'learning_rate': r.sched.get_last_lr()[0]})
+    state = SimpleNamespace(global_step=r.step, max_steps=end, epoch=r.step / len(r.train_dl))
+    r.table.on_step_end(_TABLE, state, None); r.table.on_log(_TABLE, state, None, logs={'loss': loss})
+    if problem := r.rule.check(loss):
+        raise TrainingDiverged(divergence_message(r.step, problem, r.ckpt if r.ckpt.exists() else None, cfg.lr, r.precision.name == 'fp16'))
     if r.step % cfg.eval_every == 0 or r.step == r.total:
         r.history.append({'step': r.step, 'epoch': epoch, 'eval_loss': evaluate_loss(r.model, r.eval_dl, r.precision)})
-    if r.step % cfg.save_every == 0: _save(r)
-    bar.set_postfix(loss=f'{loss:.3f}', refresh=False); bar.update(1)
+        r.table.on_evaluate(_TABLE, state, None, metrics={'eval_loss': r.history[-1]['eval_loss']})
+    if r.step % cfg.save_every == 0 and not r.rule.strikes: _save(r)  # never checkpoint a run whose loss is running away
     return r.step >= end
 
 def _summary(r:_Run, seconds:float, est, interrupted:bool) -> dict: # the run; the session's training time; its estimate; stopped early?
     "The last history row, like the one `Trainer` ends `log_history` with: this session's time, estimate, mean loss and tokens."
     return {'step': r.step, 'interrupted': interrupted, 'train_runtime': seconds, 'estimated_runtime': est.total_seconds,
             'train_loss': sum(r.losses) / len(r.losses) if r.losses else None, 'train_tokens': r.tokens,
-            'padding_fraction': 1 - r.tokens / r.positions if r.positions else 0.0}
+            'padding_fraction': 1 - r.tokens / r.positions if r.positions else 0.0, 'precision': r.precision.name}
 
 # %% ../nbs/15_training_loop.ipynb #79b5e355
 def train_epoch(model, loader, # the model and the training loader
@@ -400,24 +399,26 @@ def train_loop(cfg:LoopConfig, # the recipe
                resume:bool=False, # continue from out_dir/checkpoints
                stop_after:int|None=None, # stop (with a checkpoint) after this many steps in this session
               ) -> list[dict]:
-    "Train `model` with a plain PyTorch loop; print the time estimate first; return the history, ending with a summary row."
+    "Train `model` with a plain PyTorch loop; print the time estimate, then the progress table; return the history, ending with a summary row."
     r = _start(cfg, model, tokenizer, out_dir, resume)
     end = min(r.total, r.step + stop_after) if stop_after else r.total
     est = estimate_loop_time(model, r.train_dl, r.precision, end - r.step, cfg.lr); print(est)
-    per_epoch, bar = len(r.train_dl), tqdm(total=end, initial=r.step, desc='training', unit='step', mininterval=2)
+    per_epoch = len(r.train_dl)
+    r.table.on_train_begin(_TABLE, SimpleNamespace(global_step=r.step, max_steps=end), None)
     try:
         with sigterm_as_ctrl_c(), Timer() as t:
             while r.step < end:
                 epoch, skip = divmod(r.step, per_epoch)
                 r.train_dl.generator.manual_seed(cfg.seed + epoch)  # each epoch's order depends only on its number
                 train_epoch(model, r.train_dl, r.opt, r.sched, r.precision, r.scaler, cfg.max_grad_norm, skip,
-                            lambda loss, batch: _log(r, cfg, loss, batch, epoch, bar, end))
+                            lambda loss, batch: _log(r, cfg, loss, batch, epoch, end))
     except KeyboardInterrupt:
-        print(f'Interrupted at step {r.step}: checkpoint saved to {_save(r)}; resume=True continues')
+        r.table.on_train_end(_TABLE, SimpleNamespace(global_step=r.step, epoch=r.step / per_epoch), None)
+        print(stopped_message(r.step, r.total, _save(r)))
         return r.history + [_summary(r, t.elapsed, est, interrupted=True)]  # the checkpoint's history has no summary rows
     else:
-        if r.step % cfg.save_every: _save(r)  # the session's last step, unless just saved
-    finally: bar.close()
+        if r.step % cfg.save_every and not r.rule.strikes: _save(r)  # the session's last step, unless just saved (or suspect)
+    finally: r.table.on_train_end(_TABLE, SimpleNamespace(global_step=r.step, epoch=r.step / per_epoch), None)
     return r.history + [_summary(r, t.elapsed, est, interrupted=False)]
 
 # %% ../nbs/15_training_loop.ipynb #da8a6b80
@@ -427,21 +428,18 @@ def run(cfg:LoopConfig, # the recipe
         overwrite:bool=False, # start again in an out_dir that already holds a run
        ) -> dict:
     "Train with `train_loop`, compare keyword samples before/after, save the model; return the metrics."
-    out = Path(out_dir)
-    if (out / 'checkpoints').exists() and not (resume or overwrite):
-        raise OutputExists(f"{out} already holds a run; use resume=True (--resume) to continue, overwrite=True (--overwrite), or another folder")
+    out = check_out_dir(out_dir, overwrite, resume)
     set_seed(cfg.seed)
     model, tokenizer = load_model(cfg.model)
     before = generate_for_keywords(model, tokenizer, cfg)
     with Timer() as t: history = train_loop(cfg, model, tokenizer, out, resume=resume)
     if history[-1].get('interrupted'): return {'method': 'loop', 'interrupted': True, 'steps': history[-1]['step']}  # no model, no metrics.json
     evals, s = [h['eval_loss'] for h in history if 'eval_loss' in h], history[-1]
-    metrics = dict(method='loop', model=cfg.model, device=str(model.device), precision=choose_precision(model.device, model).name,
-                   steps=s['step'], runtime_s=round(t.elapsed, 1), train_runtime_s=s['train_runtime'], estimated_runtime_s=s['estimated_runtime'],
-                   estimate_error=(s['estimated_runtime'] - s['train_runtime']) / s['train_runtime'] if s['train_runtime'] else None,
+    metrics = dict(**run_header('loop', cfg, s['precision']), steps=s['step'], runtime_s=round(t.elapsed, 1), train_runtime_s=s['train_runtime'],
+                   estimated_runtime_s=s['estimated_runtime'], estimate_error=(s['estimated_runtime'] - s['train_runtime']) / s['train_runtime'] if s['train_runtime'] else None,
                    train_loss=s['train_loss'], train_tokens=s['train_tokens'], tokens_per_s=s['train_tokens'] / s['train_runtime'] if s['train_runtime'] else None,
-                   padding_fraction=s['padding_fraction'], config=asdict(cfg), eval_loss_before=evals[0], eval_loss=evals[-1], perplexity=math.exp(evals[-1]),
+                   padding_fraction=s['padding_fraction'], eval_loss_before=evals[0], eval_loss=evals[-1], perplexity=math.exp(evals[-1]),
                    samples=keyword_table(cfg.keywords, before, generate_for_keywords(model, tokenizer, cfg)).to_dict('records'))
-    save_atomic(model, tokenizer, out / 'model', overwrite=True)
+    save_atomic(model, tokenizer, out / 'model', overwrite=True)  # out was checked above: a model there is this run's to replace
     write_run(out, metrics, history)
     return metrics

@@ -4,16 +4,16 @@
 
 # %% ../nbs/13_lora.ipynb #231b3bd5
 from __future__ import annotations
-import contextlib, resource, sys, threading, time, warnings
+import contextlib, resource, sys, threading, warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from peft import LoraConfig, PeftModel, TaskType, get_peft_model
 
-from . import core, models, plots, train
-from .train import trained_model
-from .classify import (EXAMPLE_TEXTS, ClassifyConfig, check_run_dir, collect_metrics, load_classifier,
+from . import core, models, train
+from .runs import check_out_dir, save_atomic, write_run
+from .classify import (EXAMPLE_TEXTS, ClassifyConfig, collect_metrics, load_classifier,
                                          load_classify_data, classify_trainer, padding_fractions, predict, tokenize_texts)
 
 # %% auto #0
@@ -24,9 +24,9 @@ __all__ = ['LORA_TARGETS', 'LoraRunConfig', 'lora_config', 'add_lora', 'PeakMemo
 @dataclass
 class LoraRunConfig(ClassifyConfig):
     "A classifier fine-tune through LoRA adapters; the defaults are the article's full (Hub) recipe."
-    r:int = 8 # rank of the adapters: their width (more = more capacity, more parameters)
-    alpha:int = 16 # scaling: the adapters' output is multiplied by alpha / r
-    dropout:float = 0.1 # dropout on the adapters' input
+    lora_r:int = 8 # rank of the adapters: their width (more = more capacity, more parameters)
+    lora_alpha:int = 16 # scaling: the adapters' output is multiplied by lora_alpha / lora_r
+    lora_dropout:float = 0.1 # dropout on the adapters' input
 
     @classmethod
     def offline(cls):
@@ -68,9 +68,9 @@ def _quiet_peft():
         yield
 
 # %% ../nbs/13_lora.ipynb #5761d165
-def add_lora(model, cfg:LoraRunConfig): # a sequence-classification model; r, alpha, dropout
+def add_lora(model, cfg:LoraRunConfig): # a sequence-classification model; lora_r, lora_alpha, lora_dropout
     "Wrap `model` with LoRA adapters (only the adapters and the classifier head stay trainable)."
-    with _quiet_peft(): return get_peft_model(model, lora_config(model, r=cfg.r, alpha=cfg.alpha, dropout=cfg.dropout))
+    with _quiet_peft(): return get_peft_model(model, lora_config(model, r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout))
 
 # %% ../nbs/13_lora.ipynb #0ef764a4
 def _rss_mb() -> float:
@@ -144,23 +144,24 @@ def compare_runs(runs:dict) -> 'pd.DataFrame': # name -> result of `train_measur
 def run(cfg:LoraRunConfig, # what to train (see `LoraRunConfig.for_mode`)
         out_dir, # folder for metrics.json, loss.png, model/ (the adapter) and checkpoints/
         resume:bool=False, # continue from the last checkpoint in out_dir/checkpoints
-        overwrite:bool=False) -> dict: # replace an existing out_dir/model
+        overwrite:bool=False) -> dict: # replace what out_dir holds
     "Fine-tune a classifier through LoRA; write metrics.json, loss.png and the adapter (model/) into `out_dir`."
-    out_dir = check_run_dir(out_dir, overwrite)
+    out_dir = check_out_dir(out_dir, overwrite, resume)
     base, tokenizer = load_classifier(cfg)
+    precision = core.choose_precision(model_type=base, requested=cfg.precision)
     model = add_lora(base, cfg)
     tokenized = tokenize_texts(load_classify_data(cfg), tokenizer, cfg.max_length)
-    trainer = classify_trainer(model, tokenizer, tokenized, cfg, out_dir/'checkpoints')
+    trainer = classify_trainer(model, tokenizer, tokenized, cfg, out_dir/'checkpoints', precision)
     pad = padding_fractions(tokenized['train'], tokenizer, cfg.batch_size, cfg.max_length, cfg.seed)
     before = trainer.evaluate()
     with PeakMemory() as mem: stats = train.train_with_estimate(trainer, resume=resume)
-    if stats.get('interrupted'): return stats
-    metrics = collect_metrics(cfg, trainer, before, trainer.evaluate(), stats, pad['grouped' if cfg.group_by_length else 'dynamic'], method='lora')
-    metrics.update(r=cfg.r, alpha=cfg.alpha, trainable_share=models.parameter_share(model), peak_memory_mb=mem.peak_mb)
-    model = trained_model(trainer) # fp32 forward, as the reloaded adapter will run
+    if stats['interrupted']: return stats
+    metrics = collect_metrics(cfg, trainer, before, trainer.evaluate(), stats, pad['grouped' if cfg.group_by_length else 'dynamic'], precision, method='lora')
+    metrics.update(trainable_share=models.parameter_share(model), peak_memory_mb=mem.peak_mb)
+    model = train.trained_model(trainer) # fp32 forward, as the reloaded adapter will run
     metrics['predictions'] = predict(model, tokenizer, EXAMPLE_TEXTS, cfg.max_length)
     if trainer.is_world_process_zero():
-        train.save_atomic(model, tokenizer, out_dir/'model', overwrite=overwrite)
+        save_atomic(model, tokenizer, out_dir/'model', overwrite=overwrite or resume)
         metrics['checkpoint_mb'] = dir_size_mb(out_dir/'model')
-        train.write_run(out_dir, metrics, trainer.state.log_history)
+        write_run(out_dir, metrics, trainer.state.log_history)
     return metrics

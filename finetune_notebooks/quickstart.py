@@ -10,27 +10,30 @@ from pathlib import Path
 
 from datasets import Dataset, DatasetDict
 
-from .core import choose_precision, get_device, run_mode, set_seed
-from .data import load_texts, split_dataset
+from .core import choose_precision, get_device, set_seed
+from .config import RunConfig, check_value
+from .data import DataError, load_texts, split_dataset
 from .models import load_model
-from .train import make_trainer, save_atomic, train_with_estimate, training_args
+from .train import make_trainer, train_with_estimate, training_args
+from .runs import save_atomic
 from .lm import generate, pack_examples
 from .jokes import joke_collator  # the packed collator with the mask format the model expects
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['TextTrainer', 'BlatherConfig', 'tokenize_lines', 'chunk_ids', 'make_blocks', 'blather_args', 'epoch_stats', 'Blather']
+__all__ = ['TextTrainer', 'BlatherConfig', 'encode_texts', 'chunk_ids', 'text_chunks', 'make_blocks', 'blather_args',
+           'epoch_stats', 'Blather']
 
 # %% ../nbs/16_quickstart.ipynb #9b7d1718
 @dataclass
-class BlatherConfig:
+class BlatherConfig(RunConfig):
     "The few settings behind `Blather`; the defaults are GPT-2 on a Colab GPU."
-    model:str='gpt2' # a Hub id, a local folder, or an offline entry ('tiny-gpt2')
+    model:str='openai-community/gpt2' # a Hub id, a local folder, or an offline entry ('tiny-gpt2')
     block_size:int=128 # tokens per training row; longer lines are cut into chunks of this size
     lr:float=5e-5 # peak learning rate (the usual for fine-tuning GPT-2)
     batch_size:int=8 # rows per step
     warmup:float=0.1 # share of steps spent warming up the learning rate
-    test_size:float=0.1 # share of lines held out for validation (at least one line)
+    test_size:float=0.1 # share of the text's chunks held out for validation (at least one)
     max_train_blocks:int|None=None # keep only this many training rows (quick checks); None = all
     seed:int=42 # seed for the split, the training order and the weights of new layers
 
@@ -44,17 +47,10 @@ class BlatherConfig:
         "tiny-gpt2 on at most 8 rows: an epoch is two steps."
         return replace(cls.offline(), batch_size=4, max_train_blocks=8)
 
-    @classmethod
-    def for_mode(cls, mode:str|None=None) -> BlatherConfig: # 'full', 'offline' or 'smoke'; None = `core.run_mode()`
-        "The config for `mode`."
-        mode = mode or run_mode()
-        if mode not in ('full', 'offline', 'smoke'): raise ValueError(f"mode={mode!r}: use 'full', 'offline' or 'smoke'")
-        return {'full': cls, 'offline': cls.offline, 'smoke': cls.smoke}[mode]()
-
 # %% ../nbs/16_quickstart.ipynb #e0cde754
-def tokenize_lines(texts, # strings, one example each
-                   tokenizer, # the model's tokenizer (with an EOS token)
-                  ) -> list[list[int]]:
+def encode_texts(texts, # strings, one example each
+                 tokenizer, # the model's tokenizer (with an EOS token)
+                ) -> list[list[int]]:
     "Token ids of each text, ending with EOS."
     eos = tokenizer.eos_token_id
     if eos is None: raise ValueError(f"{type(tokenizer).__name__} has no EOS token; set tokenizer.eos_token")
@@ -71,13 +67,18 @@ def chunk_ids(ids:list, # one tokenized example
     return [list(ids[i:i + block_size]) for i in range(0, max(len(ids) - 1, 1), step)]
 
 # %% ../nbs/16_quickstart.ipynb #e669f41f
-def make_blocks(ds:Dataset, # lines in a `text` column
+def text_chunks(texts, # strings, one example each (lines of a file)
                 tokenizer, # the model's tokenizer
+                block_size:int, # the longest chunk, in tokens
+               ) -> list[list[int]]:
+    "Each text + EOS as token ids, long ones cut into chunks of at most `block_size` tokens."
+    return [c for ids in encode_texts(texts, tokenizer) for c in chunk_ids(ids, block_size)]
+
+def make_blocks(chunks:list, # token-id chunks, from `text_chunks`
                 block_size:int, # tokens per row
                ) -> Dataset:
-    "Rows of packed examples (`input_ids`, `position_ids`): each line + EOS, long lines chunked."
-    chunks = [c for ids in tokenize_lines(ds['text'], tokenizer) for c in chunk_ids(ids, block_size)]
-    return Dataset.from_list(pack_examples(chunks, block_size))
+    "Rows of packed chunks (`input_ids`, `position_ids`)."
+    return Dataset.from_list(pack_examples(list(chunks), block_size))
 
 # %% ../nbs/16_quickstart.ipynb #14cc7480
 def blather_args(cfg:BlatherConfig, # the settings
@@ -107,19 +108,13 @@ def epoch_stats(history:list, # `trainer.state.log_history`
     return stats
 
 # %% ../nbs/16_quickstart.ipynb #d3da9ecc
-def _settings(cfg:BlatherConfig, model, settings:dict) -> BlatherConfig: # the mode's config; a model name or None; changes
-    "`cfg` with `model` and `settings` applied; a one-line error for an unknown setting."
-    fields = list(BlatherConfig.__dataclass_fields__)
-    for k in settings:
-        if k not in fields: raise TypeError(f"Blather: no setting {k!r}; use one of {', '.join(fields)} (epochs go to read())")
-    return replace(cfg, **({'model': str(model)} if model is not None else {}), **settings)
-
 class Blather:
     "Fine-tune a causal language model on a text file and generate with it, in three lines."
     def __init__(self, model=None, # a Hub id, a local folder or an offline entry; None = the mode's default
                  smoke:bool|None=None, # True forces smoke mode; otherwise `core.run_mode()` decides
                  **settings): # `BlatherConfig` fields to change, e.g. block_size=256
-        self.cfg = _settings(BlatherConfig.for_mode('smoke' if smoke else None), model, settings)
+        cfg = BlatherConfig.for_mode('smoke' if smoke else None)
+        self.cfg = cfg.updated(**({'model': str(model)} if model is not None else {}), **settings)
         self.model, self.tokenizer = load_model(self.cfg.model)
         self.model.to(get_device())
         self.block_size = min(self.cfg.block_size, getattr(self.model.config, 'n_positions', self.cfg.block_size))
@@ -132,22 +127,25 @@ TextTrainer = Blather  # a clearer name for the same class
 # %% ../nbs/16_quickstart.ipynb #8a48be92
 @patch
 def _blocks(self:Blather, path) -> DatasetDict:
-    "Train/validation rows from the text file at `path`."
-    lines = split_dataset(load_texts(path), test_size=self.cfg.test_size, seed=self.cfg.seed)
-    blocks = DatasetDict({k: make_blocks(v, self.tokenizer, self.block_size) for k, v in lines.items()})
+    "Train/validation rows from the text file at `path`: chunks of tokens, split, then packed."
+    chunks = text_chunks(load_texts(path)['text'], self.tokenizer, self.block_size)
+    if len(chunks) < 2: raise DataError(f"{path}: too little text: one chunk of at most {self.block_size} tokens; add text (one chunk trains, one validates)")
+    split = split_dataset(Dataset.from_dict({'input_ids': chunks}), test_size=self.cfg.test_size, seed=self.cfg.seed)
+    blocks = DatasetDict({k: make_blocks(v['input_ids'], self.block_size) for k, v in split.items()})
     n = self.cfg.max_train_blocks
     if n is not None: blocks['train'] = blocks['train'].select(range(min(n, len(blocks['train']))))
     return blocks
 
 @patch
-def read(self:Blather, path, # a UTF-8 text file, one example per line (or a table with a `text` column)
+def read(self:Blather, path, # a UTF-8 text file, one example per line (or a table with one text column)
          epochs:float=1, # passes over the file
         ) -> list[dict]:
     "Train on the file at `path`, printing an estimate first; return one dict of losses per epoch."
+    epochs = check_value('epochs', epochs, float)  # one line for 0 or less, before any work
     set_seed(self.cfg.seed)
     blocks = self._blocks(path)
     with tempfile.TemporaryDirectory() as tmp:
-        args = blather_args(self.cfg, tmp, epochs, choose_precision(model_type=self.model))
+        args = blather_args(self.cfg, tmp, epochs, choose_precision(model_type=self.model, requested=self.cfg.precision))
         trainer = make_trainer(self.model, self.tokenizer, args, blocks['train'], blocks['test'],
                                collator=joke_collator(self.model, self.tokenizer))
         self.run = train_with_estimate(trainer)
