@@ -8,7 +8,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from tools.fakehub import apply_env, hub_env, serve  # noqa: E402
 from tools.fakehub.colab_sim import (common_install_args, install_cell, local_install_args, method_notebooks,  # noqa: E402
-                                     package_extras, requirement_extras)
+                                     package_extras, requirement_extras, with_extras)
 from tools.fakehub.server import repo_of, resolve_file, rewrite  # noqa: E402
 
 pytest.importorskip('olah', reason="the loopback Hub needs olah: pip install -e '.[dev]'")
@@ -121,6 +121,8 @@ def test_install_args_are_rewritten_to_the_checkout(tmp_path):
     assert requirement_extras(f'finetune-notebooks[offline] @ {url}') == ('offline',)
     assert requirement_extras(f'{url}#egg=finetune-notebooks[offline,dev]') == ('offline', 'dev')
     assert local_install_args(['-q', f'finetune-notebooks[offline] @ {url}'], Path('/x')) == ['-q', 'finetune-notebooks[offline] @ file:///x']
+    assert with_extras(['-q', 'finetune-notebooks @ file:///x'], ['offline']) == ['-q', 'finetune-notebooks[offline] @ file:///x']
+    assert with_extras(['finetune-notebooks[dev] @ file:///x'], ['offline', 'dev']) == ['finetune-notebooks[dev,offline] @ file:///x']
     nb = tmp_path / '10_x.ipynb'
     nb.write_text(json.dumps({'cells': [{'cell_type': 'code', 'source': ['#| eval: false\n', f'!pip install -q "finetune-notebooks[offline] @ {url}"']}]}))
     assert install_cell(nb) == (0, ['-q', f'finetune-notebooks[offline] @ {url}'])

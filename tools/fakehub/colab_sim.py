@@ -54,6 +54,16 @@ def local_install_args(args:list, checkout:Path=CHECKOUT) -> list:
         out.append(a if extras is None else f"{PACKAGE}{'[' + ','.join(extras) + ']' if extras else ''} @ {checkout.as_uri()}")
     return out
 
+def with_extras(args:list, extras:list) -> list:
+    "The pip arguments with `extras` added to this package's requirement (to preview an install cell change)."
+    def add(a):
+        if PACKAGE not in a or '@' not in a: return a
+        name, url = a.split('@', 1)
+        have = re.findall(r'\[([^\]]*)\]', name)
+        want = [e.strip() for e in (have[0].split(',') if have else []) if e.strip()] + [e for e in extras if e not in (have[0] if have else '')]
+        return f"{PACKAGE}[{','.join(want)}] @{url}"
+    return [add(a) for a in args] if extras else list(args)
+
 def package_extras(checkout:Path=CHECKOUT) -> set:
     "The extras setup.py defines (the keys of its `extras_require` literal)."
     for node in ast.walk(ast.parse((checkout / 'setup.py').read_text(encoding='utf-8'))):
@@ -96,7 +106,8 @@ def make_venv(venv:Path, install_args:list, log) -> float:
     "Create (or reuse) the Colab-like venv and install the package as the install cell says; seconds taken."
     t = time.monotonic()
     marker = venv / '.colab-sim-tools'
-    want = hashlib.sha256(repr(COLAB_TOOLS).encode()).hexdigest()
+    same_reqs = [a.split('@', 1)[0] for a in install_args] # the requirements, not where this checkout's snapshot lies
+    want = hashlib.sha256(repr((COLAB_TOOLS, same_reqs)).encode()).hexdigest() # other requirements: a fresh venv, so nothing is left over
     if not (marker.exists() and marker.read_text() == want):
         subprocess.run([sys.executable, '-m', 'venv', '--clear', str(venv)], check=True, stdout=log, stderr=subprocess.STDOUT)
         _pip(venv, ['-q', *COLAB_TOOLS], log)
@@ -198,6 +209,8 @@ def main(argv=None):
     p.add_argument('--nb-budget', type=float, default=900, help='seconds per notebook')
     p.add_argument('--cmd-timeout', type=float, default=600, help='seconds per ftnb command')
     p.add_argument('--json', type=Path, help='also write the rows here')
+    p.add_argument('--extras', action='append', default=[], help="add this extra to the install cell's requirement (a preview; the table says so)")
+    p.add_argument('--pip', action='append', default=[], help='also install this package in the venv (e.g. one Colab preinstalls; the table says so)')
     p.add_argument('--source', choices=['head', 'worktree'], default='head', help="what to install and run: the last commit (default) or the working tree as it is")
     a = p.parse_args(argv)
     work = a.work or Path(tempfile.mkdtemp(prefix='colab-sim-'))
@@ -206,7 +219,7 @@ def main(argv=None):
     shutil.rmtree(work / 'nbs', ignore_errors=True); shutil.copytree(src / 'nbs', work / 'nbs') # never write into nbs/
     venv = a.venv or work / 'venv'
     rows = []
-    try: install_args = local_install_args(common_install_args(src / 'nbs'), src)
+    try: install_args = with_extras(local_install_args(common_install_args(src / 'nbs'), src), a.extras) + a.pip
     except ValueError as e: print(f'colab_sim: {e}', file=sys.stderr); return 2
     with (work / 'logs' / 'venv.log').open('a') as log:
         try: secs = make_venv(venv, install_args, log); rows.append({'item': 'venv + install cell', 'ok': True, 'seconds': secs, 'error': ''})
@@ -223,6 +236,7 @@ def main(argv=None):
             if _selected(name, a.only):
                 rows.append(run_command(name, args, venv, work, env, a.cmd_timeout)); print(table(rows[-1:]).splitlines()[2], flush=True)
     print(); print(table(rows)); print(f'# logs and executed notebooks in {work}')
+    if a.extras or a.pip: print(f'# NOT the install cell as written: --extras {a.extras} --pip {a.pip} were added')
     if a.json: a.json.write_text(json.dumps(rows, indent=1))
     return 0 if all(r['ok'] for r in rows) else 1
 
