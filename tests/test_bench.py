@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from finetune_notebooks import bench
-from finetune_notebooks.bench import (ARTICLE001, METHODS, BenchConfig, batch_positions, estimate_error, loader_positions,
-                                      padding_share, project_minutes, speedup, targets_met)
+from finetune_notebooks.metrics import batch_positions, count_positions, padding_share
+from finetune_notebooks.bench import (ARTICLE001, METHODS, BenchConfig, estimate_error,
+                                      project_minutes, speedup, targets_met)
 from finetune_notebooks.models import load_model
 
 ARM_KEYS = {'useful_tokens_per_s', 'examples_per_s', 'wall_s', 'peak_rss_mb', 'padding_fraction', 'eval_metric'}
@@ -66,7 +67,7 @@ def test_padding_arithmetic():
     assert batch_positions({'input_ids': ids}, pad_token_id=0) == (4, 8) # no mask: the pad id decides
     s2s = {**b, 'labels': torch.tensor([[3, -100], [3, 3]])}  # decoder positions count too
     assert batch_positions(s2s) == (4 + 3, 8 + 4)
-    assert loader_positions([b, b, b]) == (12, 24)
+    assert count_positions([b, b, b]) == (12, 24)
     assert padding_share(0, 0) == 0.0
 
 

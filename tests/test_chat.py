@@ -2,13 +2,12 @@
 import json
 import pytest, torch
 from datasets import Dataset
-from finetune_notebooks.chat import (Config, run, add_chat_template, encode_chat, fit_chat, prepare_chats, chat, chat_replies, CHAT_TEMPLATE)
+from finetune_notebooks.chat import (Config, add_chat_template, encode_chat, fit_chat, prepare_chats, chat, chat_replies, CHAT_TEMPLATE)
 from finetune_notebooks.models import load_model
-from finetune_notebooks.train import OutputExists
 
-KEYS = {'method', 'model', 'device', 'precision', 'train_loss', 'eval_loss_before', 'eval_loss_after', 'perplexity_before',
-        'perplexity_after', 'train_runtime_s', 'estimated_runtime_s', 'train_tokens', 'tokens_per_s', 'padding_fraction',
-        'data_trimmed', 'data_truncated', 'data_dropped', 'replies_before', 'replies_after'}
+METHOD = 'chat'  # the session's smoke run (tests/conftest.py); tests/test_runs.py checks what every method writes
+KEYS = {'eval_loss_before', 'eval_loss_after', 'perplexity_before', 'perplexity_after', 'data_trimmed', 'data_truncated',
+        'data_dropped', 'replies_before', 'replies_after'}
 CONVO = [{'role': 'user', 'content': 'What is 2 + 3?'}, {'role': 'assistant', 'content': '2 + 3 = 5.'},
          {'role': 'user', 'content': 'And 2 + 4?'}, {'role': 'assistant', 'content': '2 + 4 = 6.'}]
 
@@ -16,29 +15,18 @@ CONVO = [{'role': 'user', 'content': 'What is 2 + 3?'}, {'role': 'assistant', 'c
 def tok():
     return add_chat_template(load_model('tiny-gpt2')[1])
 
-@pytest.fixture(scope='module')
-def smoke_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp('chat') / 'out'
-    return out, run(Config.smoke(), out)
-
-def test_metrics_and_files(smoke_run):
+def test_chat_metrics(smoke_run):
     out, m = smoke_run
     saved = json.loads((out / 'metrics.json').read_text())
     assert KEYS <= set(saved)
-    assert saved['method'] == 'chat' and saved['model'] == 'tiny-gpt2'
     assert saved['perplexity_before'] > 1 and saved['perplexity_after'] > 1
-    assert saved['train_tokens'] > 0 and 0 <= saved['padding_fraction'] < 1
-    assert (out / 'loss.png').stat().st_size > 0
+    assert saved['eval_loss'] == saved['eval_loss_after']  # the held-out loss on assistant tokens after training
 
 def test_saved_model_reloads_and_replies_the_same(smoke_run):
     out, m = smoke_run
     model, tok = load_model(str(out / 'model'))
     assert tok.chat_template == CHAT_TEMPLATE
     assert chat_replies(model, tok, Config.smoke()) == m['replies_after']
-
-def test_refuses_to_overwrite(smoke_run):
-    out, _ = smoke_run
-    with pytest.raises(OutputExists): run(Config.smoke(), out)
 
 def test_template_exact_string(tok):
     eos = tok.eos_token

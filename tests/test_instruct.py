@@ -2,12 +2,11 @@
 import json
 import pytest, torch
 from finetune_notebooks import core, models
-from finetune_notebooks.instruct import (InstructConfig, run, format_prompt, instruct_collator, generation_metrics,
+from finetune_notebooks.instruct import (InstructConfig, format_prompt, instruct_collator, generation_metrics,
                                          t5_precision, instruct_args, load_instruct_data, generate_answers, decode_eval_pred)
 
-KEYS = ('method', 'model', 'device', 'precision', 'train_loss', 'eval_loss', 'exact_match_before', 'exact_match_after',
-        'rouge1_before', 'rouge1_after', 'rougeL_before', 'rougeL_after', 'train_runtime_s', 'estimated_runtime_s',
-        'train_tokens', 'tokens_per_s', 'padding_fraction')
+METHOD = 'instruct'  # the session's smoke run (tests/conftest.py); tests/test_runs.py checks what every method writes
+KEYS = ('exact_match_before', 'exact_match_after', 'rouge1_before', 'rouge1_after', 'rougeL_before', 'rougeL_after', 'perplexity')
 
 
 def test_format_prompt():
@@ -38,6 +37,8 @@ def test_t5_never_fp16():
     assert core.precision_for('cuda', (7, 5), model_type='gpt2').name == 'fp16' # the rule is T5-specific
     assert t5_precision().name != 'fp16'
     assert not instruct_args(InstructConfig.smoke(), '/tmp/unused').fp16
+    auto = core.precision_for('cuda', (8, 0), model_type='t5')  # asked for on a GPU, fp16 is still refused for T5
+    with pytest.raises(core.PrecisionError, match='fp16'): core.force_precision(auto, 'fp16', "precision='fp16'", 'cuda', 't5')
 
 
 def test_generation_metrics_by_hand():
@@ -57,24 +58,11 @@ def test_decode_drops_minus_100():
     assert decode_eval_pred((ids, labels), tok) == (['Paris', 'apple fig pear'], ['Paris', 'apple fig pear'])
 
 
-@pytest.fixture(scope='module')
-def smoke_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp('instruct') / 'out'
-    return out, run(InstructConfig.smoke(), out)
-
-
 def test_metrics_json(smoke_run):
     out, metrics = smoke_run
     written = json.loads((out / 'metrics.json').read_text())
     for k in KEYS: assert k in written, f'metrics.json lacks {k}'
-    assert written['method'] == 'instruct' and written['precision'] != 'fp16'
-    assert 0 <= written['exact_match_after'] <= 1 and 0 <= written['padding_fraction'] < 1
-    assert written['train_loss'] > 0 and written['tokens_per_s'] > 0
-
-
-def test_loss_png(smoke_run):
-    out, _ = smoke_run
-    assert (out / 'loss.png').stat().st_size > 1000
+    assert written['precision'] != 'fp16' and 0 <= written['exact_match_after'] <= 1
 
 
 def test_saved_model_reloads_with_same_answers(smoke_run):
@@ -87,7 +75,3 @@ def test_saved_model_reloads_with_same_answers(smoke_run):
     assert m['exact_match'] == pytest.approx(metrics['exact_match_after']) # the Trainer's last evaluation, reproduced
     assert m['rougeL'] == pytest.approx(metrics['rougeL_after'], abs=1e-6)
 
-
-def test_overwrite_protection(smoke_run):
-    out, _ = smoke_run
-    with pytest.raises(FileExistsError, match='--overwrite'): run(InstructConfig.smoke(), out)

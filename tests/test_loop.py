@@ -6,14 +6,11 @@ import finetune_notebooks.loop as loop
 from finetune_notebooks.core import set_seed
 from finetune_notebooks.data import DataError
 from finetune_notebooks.loop import (LoopConfig, generate_for_keywords, generate_ids_until_eos, generate_until_eos,
-                                     load_checkpoint, run, train_loop)
+                                     load_checkpoint, train_loop)
 from finetune_notebooks.models import load_model
-from finetune_notebooks.train import OutputExists
+from finetune_notebooks.train import TrainingDiverged
 
-@pytest.fixture(scope='module')
-def smoke_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp('loop') / 'out'
-    return out, run(LoopConfig.smoke(), out)
+METHOD = 'loop'  # the session's smoke run (tests/conftest.py); tests/test_runs.py checks what every method writes
 
 def test_run_layout_and_metrics(smoke_run):
     out, m = smoke_run
@@ -25,6 +22,7 @@ def test_run_layout_and_metrics(smoke_run):
     assert saved['train_tokens'] > 0 and saved['tokens_per_s'] > 0 and saved['estimated_runtime_s'] > 0
     assert 0 < saved['padding_fraction'] < 1  # sentences of different lengths, padded to the longest in each batch
     assert saved['device'] == 'cpu' and saved['precision'] in ('fp32', 'bf16') and saved['config']['max_steps'] == saved['steps']
+    assert saved['perplexity'] == pytest.approx(math.exp(saved['eval_loss']))
 
 def test_summary_row_counts_the_batches_trained_on(tmp_path):
     cfg = replace(LoopConfig.smoke(), max_steps=3)
@@ -46,9 +44,21 @@ def test_saved_model_matches_checkpoint_and_samples(smoke_run):
     for a, b in zip(model.state_dict().values(), ckpt_model.state_dict().values()): assert torch.equal(a, b)
     assert generate_for_keywords(model, tok, LoopConfig.smoke()) == [s['after training'] for s in m['samples']]
 
-def test_refuses_to_overwrite(smoke_run):
-    out, _ = smoke_run
-    with pytest.raises(OutputExists, match='already holds a run'): run(LoopConfig.smoke(), out)
+def test_a_runaway_loss_stops_the_loop_without_a_new_checkpoint(tmp_path, capsys):
+    "The loop watches its loss as the Trainer methods do (`train.LossRule`): lr 30 diverges; the last good checkpoint stays."
+    cfg = replace(LoopConfig.smoke(), lr=30.0, warmup=0.0, max_steps=40, save_every=1, eval_every=100)
+    with pytest.raises(TrainingDiverged, match=r'training diverged at step \d+: .*lower the learning rate \(--lr / lr=, now 30\)'):
+        train_loop(cfg, *load_model(cfg.model), tmp_path)
+    state = load_checkpoint(tmp_path / 'checkpoints', load_model(cfg.model)[0])
+    losses = [h['loss'] for h in state['history'] if 'loss' in h]
+    assert losses and all(math.isfinite(x) and x < 2 * losses[0] for x in losses)  # saved before the loss ran away
+
+
+def test_resume_says_where_it_starts(tmp_path, capsys):
+    cfg = LoopConfig.smoke()
+    train_loop(cfg, *load_model(cfg.model), tmp_path, stop_after=2)
+    train_loop(cfg, *load_model(cfg.model), tmp_path, resume=True)
+    assert f'Resuming from checkpoints (step 2 of {cfg.max_steps})' in capsys.readouterr().out
 
 def _losses(history): return [(h['step'], h.get('loss', h.get('eval_loss'))) for h in history if 'loss' in h or 'eval_loss' in h]
 
@@ -103,9 +113,9 @@ def test_fp16_step_uses_the_grad_scaler():
     cfg = LoopConfig.smoke()
     model, tok = load_model(cfg.model)
     from finetune_notebooks.core import Precision
-    from finetune_notebooks.loop import make_loader, make_optimizer, make_scheduler, tokenize_lines, train_step
+    from finetune_notebooks.loop import make_loader, make_optimizer, make_scheduler, tokenize_sentences, train_step
     from datasets import Dataset
-    batch = next(iter(make_loader(tokenize_lines(Dataset.from_dict({'text': ['Tokyo is big.', 'Kyoto is old.']}), tok), tok, 2)))
+    batch = next(iter(make_loader(tokenize_sentences(Dataset.from_dict({'text': ['Tokyo is big.', 'Kyoto is old.']}), tok), tok, 2)))
     fp16 = Precision('fp16')
     scaler = fp16.grad_scaler('cpu')
     assert scaler.is_enabled()

@@ -5,25 +5,18 @@ from peft import get_peft_model
 from finetune_notebooks import models, train
 from finetune_notebooks.train import trained_model
 from finetune_notebooks.classify import EXAMPLE_TEXTS, load_classifier, load_classify_data, classify_trainer, predict, tokenize_texts
-from finetune_notebooks.lora import LoraRunConfig, run, lora_config, add_lora, load_adapter, merge_lora, dir_size_mb
+from finetune_notebooks.runs import save_atomic
+from finetune_notebooks.lora import LoraRunConfig, lora_config, add_lora, load_adapter, merge_lora, dir_size_mb
 
-KEYS = ('method', 'model', 'device', 'precision', 'train_loss', 'accuracy_before', 'f1_before', 'accuracy_after',
-        'f1_after', 'eval_loss', 'train_runtime_s', 'estimated_runtime_s', 'train_tokens', 'tokens_per_s',
-        'padding_fraction', 'trainable_share', 'peak_memory_mb', 'checkpoint_mb')
-
-
-@pytest.fixture(scope='module')
-def smoke_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp('lora') / 'out'
-    return out, run(LoraRunConfig.smoke(), out)
+METHOD = 'lora'  # the session's smoke run (tests/conftest.py); tests/test_runs.py checks what every method writes
+KEYS = ('accuracy_before', 'f1_before', 'accuracy_after', 'f1_after', 'trainable_share', 'peak_memory_mb', 'checkpoint_mb')
 
 
-def test_metrics_json_and_loss_png(smoke_run):
+def test_lora_metrics(smoke_run):
     out, _ = smoke_run
     m = json.loads((out / 'metrics.json').read_text())
     for k in KEYS: assert k in m, f'metrics.json lacks {k}'
-    assert m['method'] == 'lora' and 0 < m['trainable_share'] < 0.5
-    assert (out / 'loss.png').stat().st_size > 1000
+    assert 0 < m['trainable_share'] < 0.5 and m['config']['lora_r'] == LoraRunConfig.smoke().lora_r
 
 
 def test_adapter_reloads_and_merges(smoke_run, tmp_path):
@@ -56,7 +49,7 @@ def test_reload_and_merge_match_the_unwrapped_trained_model(tmp_path):
     trainer.train()
     x = tok(list(EXAMPLE_TEXTS), padding=True, return_tensors='pt')
     with torch.no_grad(): in_trainer = model.eval()(**x).logits # still under the Trainer's autocast when bf16/fp16
-    train.save_atomic(model, tok, tmp_path / 'adapter')
+    save_atomic(model, tok, tmp_path / 'adapter')
     adapted, _ = load_adapter(tmp_path / 'adapter', cfg)
     with torch.no_grad(): want = adapted(**x).logits
     if trainer.args.bf16 or trainer.args.fp16: # without unwrapping, this comparison fails
@@ -71,7 +64,7 @@ def test_reload_and_merge_match_the_unwrapped_trained_model(tmp_path):
 
 def test_minilm_share_under_5_percent():
     model, _ = models.load_model('minilm', task='seq-cls')
-    share = models.parameter_share(add_lora(model, LoraRunConfig(r=8)))
+    share = models.parameter_share(add_lora(model, LoraRunConfig(lora_r=8)))
     assert 0 < share < 0.05
 
 

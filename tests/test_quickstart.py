@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 from finetune_notebooks.data import DataError
 from finetune_notebooks.quickstart import Blather, TextTrainer
-from finetune_notebooks.train import OutputExists
+from finetune_notebooks.runs import OutputExists
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, 'HF_HUB_OFFLINE': '1'}
@@ -42,6 +42,23 @@ def test_estimate_is_printed_first(tmp_path, capsys):
     Blather(smoke=True).read(path)
     out = capsys.readouterr().out
     assert 'Estimated training time' in out and out.index('Estimated training time') < out.index('Training completed')
+
+def test_a_long_text_without_newlines_trains(tmp_path):
+    "2 MB on a single line (the issue's case): cut into blocks by tokens, split into train and validation by blocks."
+    one = ' '.join(TEXT.split())
+    path = tmp_path / 'one_line.txt'
+    path.write_text((one + ' ') * (2_000_000 // (len(one) + 1) + 1))
+    assert path.stat().st_size >= 2_000_000 and path.read_text().count('\n') == 0
+    b = Blather(smoke=True)
+    blocks = b._blocks(path)
+    assert len(blocks['test']) > 100 and len(blocks['train']) == b.cfg.max_train_blocks
+    stats = b.read(path)
+    assert len(stats) == 1 and math.isfinite(stats[0]['valid_loss'])
+
+def test_read_refuses_impossible_epochs(trained, tmp_path):
+    from finetune_notebooks.config import ConfigError
+    b, _ = trained
+    with pytest.raises(ConfigError, match=r'epochs: must be greater than 0 \(got 0'): b.read(tmp_path / 'unused.txt', epochs=0)
 
 def test_save_load_gives_same_greedy_text(trained, tmp_path):
     b, _ = trained

@@ -1,4 +1,4 @@
-"End-to-end checks of finetune_notebooks.train on the offline tiny models (seconds on a CPU)."
+"End-to-end checks of the training layer (train, estimate, metrics, runs) on the offline tiny models (seconds on a CPU)."
 import json, math, os, signal
 from pathlib import Path
 
@@ -10,9 +10,12 @@ from transformers import DataCollatorForLanguageModeling, DataCollatorWithPaddin
 from finetune_notebooks.core import Precision
 from finetune_notebooks.data import joke_dataset, sentiment_dataset
 from finetune_notebooks.models import load_model
-from finetune_notebooks.train import (GracefulStop, LocalMetric, OutputExists, TrainerEstimate, estimate_trainer_time, last_checkpoint,
-                                      load_metric, make_trainer, padding_fraction, save_atomic, total_train_steps,
-                                      train_with_estimate, training_args, training_kwargs, useful_tokens, write_run)
+from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTrainingArguments
+from finetune_notebooks.estimate import TrainerEstimate, estimate_trainer_time, total_train_steps
+from finetune_notebooks.metrics import accuracy, batch_positions, exact_match, f1, padding_fraction, rouge
+from finetune_notebooks.runs import OutputExists, save_atomic, write_run
+from finetune_notebooks.train import (LossWatchdog, TrainingDiverged, last_checkpoint, make_trainer, train_with_estimate,
+                                      training_args, training_kwargs)
 
 
 @pytest.fixture(scope='module')
@@ -50,10 +53,12 @@ def test_train_save_reload_and_record(gpt2, tmp_path, capsys):
     args = training_args(tmp_path / 'checkpoints', max_steps=6, per_device_train_batch_size=8, learning_rate=1e-3)
     t = make_trainer(model, tok, args, ds, collator=coll)
     loader = t.get_train_dataloader()
-    pad, useful = padding_fraction(loader), sum(useful_tokens(b) for b in loader)
+    pad, useful = padding_fraction(loader), sum(batch_positions(b)[0] for b in loader)
     assert 0 < pad < 1 and useful == sum(len(x) for x in ds['input_ids'])
     m = train_with_estimate(t)
-    assert 'Training completed in' in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert said.index('Estimated training time') < said.index('train loss') < said.index('Training completed in')  # estimate, table, time
+    assert "{'loss'" not in said  # no raw log dicts
     assert t.state.global_step == 6 and m['interrupted'] is False and math.isfinite(m['train_loss'])
     assert 0 < m['train_tokens'] <= useful and m['tokens_per_s'] > 0 and m['examples'] == len(ds)
     saved = save_atomic(t.model, tok, tmp_path / 'model')
@@ -69,6 +74,7 @@ def test_save_atomic_targets(gpt2, tmp_path):
     model, tok, *_ = gpt2
     (tmp_path / 'file').write_text('x')
     with pytest.raises(OutputExists, match='is a file'): save_atomic(model, tok, tmp_path / 'file')
+    with pytest.raises(OutputExists, match='is a file'): save_atomic(model, tok, tmp_path / 'file', overwrite=True)
     (tmp_path / 'empty').mkdir()
     save_atomic(model, None, tmp_path / 'empty')  # an empty folder is fine; no tokenizer is fine
     assert (tmp_path / 'empty' / 'model.safetensors').exists()
@@ -91,7 +97,7 @@ def test_second_ctrl_c_aborts(gpt2, tmp_path):
     assert signal.getsignal(signal.SIGINT) is old  # handlers restored even when aborting
 
 
-def test_resume_with_seq_cls(tmp_path):
+def test_resume_with_seq_cls(tmp_path, capsys):
     model, tok = load_model('tiny-bert', task='seq-cls', num_labels=2)
     data = sentiment_dataset(n_per_class=16)['train'].map(lambda b: tok(b['text'], truncation=True, max_length=32), batched=True)
     args = training_args(tmp_path, max_steps=5, per_device_train_batch_size=4, save_strategy='no', disable_tqdm=True)
@@ -101,23 +107,23 @@ def test_resume_with_seq_cls(tmp_path):
     model2, _ = load_model('tiny-bert', task='seq-cls', num_labels=2)
     t2 = make_trainer(model2, tok, args, data, collator=DataCollatorWithPadding(tok))
     assert train_with_estimate(t2, resume=True)['interrupted'] is False and t2.state.global_step == 5
+    assert 'Resuming from checkpoint-2 (step 2 of 5)' in capsys.readouterr().out
 
 
-def test_local_metrics_match_sklearn():
-    sk = pytest.importorskip('sklearn.metrics')
+def test_metrics_by_hand():
     p, r = [0, 1, 2, 2, 1, 0, 1], [0, 2, 2, 1, 1, 0, 0]
-    assert LocalMetric('accuracy').compute(predictions=p, references=r)['accuracy'] == pytest.approx(sk.accuracy_score(r, p))
-    f1 = LocalMetric('f1').compute(predictions=p, references=r, average='macro')['f1']
-    assert f1 == pytest.approx(sk.f1_score(r, p, average='macro'))
-    pb, rb = [1, 0, 1, 1, 0], [1, 1, 0, 1, 0]
-    assert LocalMetric('f1').compute(predictions=pb, references=rb)['f1'] == pytest.approx(sk.f1_score(rb, pb))
+    assert accuracy(p, r) == pytest.approx(4 / 7)
+    # macro F1: label 0 (tp 2, fp 0, fn 1) 0.8; label 1 (tp 1, fp 2, fn 1) 0.4; label 2 (tp 1, fp 1, fn 1) 0.5
+    assert f1(p, r, average='macro') == pytest.approx((0.8 + 0.4 + 0.5) / 3)
+    assert f1([1, 0, 1, 1, 0], [1, 1, 0, 1, 0]) == pytest.approx(2 / 3)
+    assert exact_match([' a', 'b'], ['a', 'c']) == 0.5
 
 
 def test_rouge_corpus_average():
-    m = LocalMetric('rouge')
-    # identical pair scores 1 everywhere; disjoint pair scores 0 -> mean 0.5
-    s = m.compute(predictions=['the cat sat', 'dog'], references=['The cat sat', 'bird'])
+    # identical pair scores 1 everywhere (case and punctuation ignored); disjoint pair scores 0 -> mean 0.5
+    s = rouge(['the cat sat', 'dog'], ['The cat sat!', 'bird'])
     assert s == pytest.approx({'rouge1': 0.5, 'rouge2': 0.5, 'rougeL': 0.5})
+    assert rouge(['running cats'], ['run cat']) == {'rouge1': 0.0, 'rouge2': 0.0, 'rougeL': 0.0}  # no stemming, as evaluate's default
 
 
 def test_estimate_counts_evaluations_and_checkpoints(gpt2, tmp_path):
@@ -135,9 +141,62 @@ def test_estimate_counts_evaluations_and_checkpoints(gpt2, tmp_path):
     assert not list(tmp_path.glob('checkpoint-*'))  # the timed checkpoint went to a temporary folder
 
 
-def test_local_metrics_take_numpy_arrays():
+def test_metrics_take_numpy_arrays():
     p, r = np.array([1, 0, 1, 1]), np.array([1, 1, 1, 0])  # what a compute_metrics gets from the Trainer
-    assert LocalMetric('accuracy').compute(predictions=p, references=r) == {'accuracy': 0.5}
-    assert LocalMetric('f1').compute(predictions=p, references=r)['f1'] == pytest.approx(2 / 3)
-    assert LocalMetric('exact_match').compute(predictions=np.array(['a ', 'b']), references=np.array(['a', 'c'])) == {'exact_match': 0.5}
-    with pytest.raises(ValueError, match='non-empty'): LocalMetric('accuracy').compute(predictions=np.array([]), references=np.array([]))
+    assert accuracy(p, r) == 0.5 and f1(p, r) == pytest.approx(2 / 3)
+    assert exact_match(np.array(['a ', 'b']), np.array(['a', 'c'])) == 0.5
+    with pytest.raises(ValueError, match='non-empty'): accuracy(np.array([]), np.array([]))
+
+
+def test_seq2seq_eval_loss_is_the_token_mean(tmp_path):
+    "instruct's Seq2SeqTrainer through make_trainer: eval_loss is the mean over all labelled tokens, whatever the batching."
+    model, tok = load_model('tiny-t5', task='seq2seq')
+    rng = np.random.default_rng(0)
+    rows = [{'input_ids': tok(f'say {i}').input_ids, 'labels': tok(' '.join(['word'] * int(rng.integers(1, 12)))).input_ids} for i in range(10)]
+    from datasets import Dataset
+    ds, coll = Dataset.from_list(rows), DataCollatorForSeq2Seq(tok, model=model, label_pad_token_id=-100)
+    args = Seq2SeqTrainingArguments(**training_kwargs(tmp_path, per_device_eval_batch_size=3, save_strategy='no'))
+    t = make_trainer(model, tok, args, ds, ds, collator=coll, trainer_cls=Seq2SeqTrainer)
+    model.eval(); total = count = 0
+    with torch.no_grad():
+        for i in range(0, 10, 3):
+            b = coll(rows[i:i + 3]); n = int((b['labels'] != -100).sum())
+            total += model(**b).loss.item() * n; count += n
+    assert t.evaluate()['eval_loss'] == pytest.approx(total / count, rel=1e-4)
+
+
+def test_classifier_eval_loss_is_the_example_mean(tmp_path):
+    "Batches of 4, 4 and 2 examples: the mean over the 10 examples, not over the 3 batches."
+    model, tok = load_model('tiny-bert', task='seq-cls', num_labels=2)
+    data = sentiment_dataset(n_per_class=8)['train'].select(range(10)).map(lambda b: tok(b['text'], truncation=True, max_length=32), batched=True)
+    data = data.remove_columns(['text'])
+    coll = DataCollatorWithPadding(tok)
+    t = make_trainer(model, tok, training_args(tmp_path, per_device_eval_batch_size=4, save_strategy='no'), data, data, collator=coll)
+    model.eval()
+    with torch.no_grad():
+        losses = [torch.nn.functional.cross_entropy(model(**{k: v for k, v in coll([data[i]]).items() if k != 'labels'}).logits, torch.tensor([data[i]['label']])).item() for i in range(10)]
+    assert t.evaluate()['eval_loss'] == pytest.approx(sum(losses) / 10, rel=1e-4)
+
+
+def test_watchdog_stops_a_runaway_classifier_and_keeps_the_good_checkpoint(tmp_path):
+    "lr 1e4 (the issue's example): stopped with one line; checkpoints from before it kept, none of the broken model written."
+    model, tok = load_model('tiny-bert', task='seq-cls', num_labels=2)
+    data = sentiment_dataset(n_per_class=32)['train'].map(lambda b: tok(b['text'], truncation=True, max_length=32), batched=True)
+    args = training_args(tmp_path, max_steps=30, per_device_train_batch_size=8, learning_rate=1e4, logging_steps=1, save_steps=1,
+                         save_total_limit=1, disable_tqdm=True)
+    t = make_trainer(model, tok, args, data, collator=DataCollatorWithPadding(tok))
+    with pytest.raises(TrainingDiverged) as e: train_with_estimate(t)
+    msg, step = str(e.value), t.state.global_step
+    assert '\n' not in msg and f'training diverged at step {step}:' in msg and 'now 10000' in msg and step < 30
+    kept = [int(p.name.split('-')[1]) for p in tmp_path.glob('checkpoint-*')]
+    assert all(k < step for k in kept)  # nothing saved once the loss was above the limit
+    losses = [h['loss'] for h in t.state.log_history if 'loss' in h]
+    dog = next(c for c in t.callback_handler.callbacks if isinstance(c, LossWatchdog))
+    assert dog.diverged == msg and max(losses[-3:]) > 2 * losses[0]
+
+
+def test_default_learning_rate_does_not_trip_the_watchdog(gpt2, tmp_path):
+    model, tok, ds, coll = gpt2
+    t = make_trainer(model, tok, training_args(tmp_path, max_steps=8, per_device_train_batch_size=8, logging_steps=1, disable_tqdm=True), ds, collator=coll)
+    assert train_with_estimate(t)['interrupted'] is False
+    assert next(c for c in t.callback_handler.callbacks if isinstance(c, LossWatchdog)).diverged is None
