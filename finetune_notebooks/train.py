@@ -215,7 +215,7 @@ def _cell(v) -> str: # a table value
 # %% ../nbs/04_train.ipynb #5eb12013
 class ProgressTable(TrainerCallback):
     "A plain-text table while training: a row per evaluation (per epoch without evaluations); a tqdm bar only in a terminal."
-    hidden = ('eval_loss', 'eval_runtime', 'eval_samples_per_second', 'eval_steps_per_second', 'epoch') # not metric columns
+    hidden = ('eval_loss', 'eval_runtime', 'eval_samples_per_second', 'eval_steps_per_second', 'eval_model_preparation_time') # not metric columns
     def __init__(self, bar:bool|None=None, # also a progress bar; None = only in a terminal, never in a notebook
                  file=None): # where rows go; None = stdout
         self.bar, self.file, self.start = bar, file, None
@@ -249,7 +249,7 @@ class ProgressTable(TrainerCallback):
         n = sum(w for _, w in self.losses)
         loss = sum(l * w for l, w in self.losses) / n if n else None
         if self.header is None:
-            self.metric_keys = [k for k, v in metrics.items() if k not in self.hidden and isinstance(v, (int, float))]
+            self.metric_keys = [k for k, v in metrics.items() if k.startswith('eval_') and k not in self.hidden and isinstance(v, (int, float))]
             self.header = ['step', 'epoch', 'train loss'] + ['eval loss'] * self.evaluates + [k.removeprefix('eval_') for k in self.metric_keys] + ['elapsed']
             self._write('  '.join(f'{h:>10}' for h in self.header))
         values = [state.global_step, f'{state.epoch or 0:.2f}', loss] + [metrics.get('eval_loss')] * self.evaluates
