@@ -42,6 +42,7 @@ RULES = { # field name -> rule (returns what is wrong, or None)
     'warmup': share, 'test_size': share, 'dropout': share, 'lora_dropout': share, 'weight_decay': at_least(0),
     'lora_r': at_least(1), 'lora_alpha': positive, 'block_size': at_least(2), 'max_new_tokens': at_least(1),
     'temperature': positive, 'top_k': at_least(1), 'max_grad_norm': positive, 'precision': precision_name,
+    'overhead': share,
 }
 
 def rule_for(name:str): # a config field's name
@@ -82,7 +83,9 @@ MODES = ('full', 'offline', 'smoke') # what `core.run_mode()` returns; `for_mode
 
 @dataclasses.dataclass
 class RunConfig:
-    "The base of every method's config: `precision`, checked fields, the three modes, files and help texts."
+    "The base of every method's config: `precision`, `overhead`, `compile`, checked fields, the three modes, files and help texts."
+    overhead:float|None = dataclasses.field(default=0.1, kw_only=True) # share of the steps' time that evaluations and checkpoints during training may take (their schedule is thinned to fit; one evaluation at the end is always kept); none = run the schedule as set
+    compile:bool = dataclasses.field(default=True, kw_only=True) # compile the model's repeated blocks (torch.compile) when the run is long enough to win the compile time back; --no-compile never does
     precision:str = dataclasses.field(default='auto', kw_only=True) # 'auto', 'fp32', 'bf16' or 'fp16'; 'auto' = FTNB_PRECISION if set, else the fastest safe one for this machine
     family:typing.ClassVar[str|None] = None # the model family a method always trains ('t5' for instruct): its precision rules apply
 
@@ -110,9 +113,9 @@ class RunConfig:
 # %% ../nbs/04c_config.ipynb #e0740ed4
 @patch(cls_method=True)
 def field_names(cls:RunConfig) -> list[str]:
-    "The fields in the order the method declares them, `RunConfig`'s own last."
-    names = [f.name for f in dataclasses.fields(cls)]
-    return [n for n in names if n != 'precision'] + ['precision']
+    "The fields in the order the method declares them, `RunConfig`'s own last (`precision` the very last)."
+    own = [f.name for f in dataclasses.fields(RunConfig)]
+    return [f.name for f in dataclasses.fields(cls) if f.name not in own] + own
 
 @patch
 def updated(self:RunConfig, **changes): # field=value pairs

@@ -16,8 +16,8 @@ import torch
 # %% auto #0
 __all__ = ['T5_FAMILY', 'PRECISION_CHOICES', 'is_smoke', 'hub_reachable', 'run_mode', 'get_device', 'sync_device', 'Precision',
            'precision_for', 'PrecisionError', 'requested_precision', 'force_precision', 'cpu_flags', 'choose_precision',
-           'cpu_model', 'memory_gb', 'package_version', 'matmul_peak', 'native_dtypes', 'env_report', 'show_env',
-           'set_seed', 'format_duration', 'Timer', 'TimeEstimate', 'quiet_hf_bars', 'estimate_train_time']
+           'cpu_model', 'memory_gb', 'package_version', 'matmul_flags', 'matmul_peak', 'native_dtypes', 'env_report',
+           'show_env', 'set_seed', 'format_duration', 'Timer', 'TimeEstimate', 'quiet_hf_bars', 'estimate_train_time']
 
 # %% ../nbs/00_core.ipynb #c4681038
 _TRUE = {'1', 'true', 'yes'}
@@ -188,14 +188,21 @@ def package_version(pkg:str) -> str|None: # a distribution name, e.g. 'torch'
     except metadata.PackageNotFoundError: return None
 
 # %% ../nbs/00_core.ipynb #653dc057
+_MATMUL_FLAGS = ('avx2', 'fma', 'avx512f', 'avx512_vnni', 'avx512_bf16', 'avx512_fp16', 'amx_tile', 'amx_bf16', 'avx_vnni', 'asimd', 'sve')
+
+def matmul_flags() -> list:
+    "The CPU's flags that decide its matrix-multiply speed (vector width, FMA, bf16/fp16 instructions), as reported."
+    return [f for f in _MATMUL_FLAGS if f in cpu_flags()]
+
 def matmul_peak(dtype=torch.float32, # the number format to measure
                 device=None, # torch device or name; default `get_device()`
-                n:int=1024, # size of the square matrices (4096 on a GPU)
-                seconds:float=0.25, # measuring time budget
+                n:int|None=None, # size of the square matrices; None = 4096 on a GPU, 2048 on a CPU (256 for an emulated format)
+                seconds:float=0.5, # measuring time budget
                ) -> float:
     "This machine's matrix-multiply speed in FLOP/s: the fastest of repeated `n`×`n` products (the practical peak)."
     dev = torch.device(device) if device is not None else get_device()
-    n = 4096 if dev.type == 'cuda' and n == 1024 else n
+    emulated = dev.type == 'cpu' and dtype != torch.float32 and {torch.bfloat16: 'bf16', torch.float16: 'fp16'}.get(dtype) not in native_dtypes(dev)
+    n = n or (4096 if dev.type == 'cuda' else 256 if emulated else 2048)  # on a 2-core CPU 2048 varied 6% between runs; 1024 had 3x outliers
     a, b = torch.randn(n, n, device=dev, dtype=dtype), torch.randn(n, n, device=dev, dtype=dtype)
     a @ b; sync_device()  # the first product allocates and picks kernels
     best, start = float('inf'), time.perf_counter()
@@ -213,12 +220,13 @@ def native_dtypes(device=None) -> list: # torch device or name; default `get_dev
 def env_report(model_type=None, # model type (or model) to choose the precision for
                measure:bool=False, # also measure the matmul peak of each native format (about a second)
               ) -> dict:
-    "Device, memory, precision with its reason, library versions and run mode, as a JSON-friendly dict."
+    "Device, memory, CPU flags and load, precision with its reason, library versions and run mode, as a JSON-friendly dict."
     dev = get_device()
     prec = choose_precision(dev, model_type)
     name = torch.cuda.get_device_name(dev) if dev.type == 'cuda' else 'Apple GPU' if dev.type == 'mps' else cpu_model()
     rep = dict(device=dev.type, device_name=name, memory_gb=memory_gb(dev), cpu_threads=torch.get_num_threads(),
-               cpu_bf16=bool({'avx512_bf16', 'amx_bf16'} & cpu_flags()), precision=prec.name, precision_reason=prec.reason)
+               cpu_bf16=bool({'avx512_bf16', 'amx_bf16'} & cpu_flags()), cpu_flags=matmul_flags(), precision=prec.name,
+               precision_reason=prec.reason, load_average=[round(x, 2) for x in os.getloadavg()] if hasattr(os, 'getloadavg') else None)
     if measure: rep['peak_gflops'] = {d: round(matmul_peak(_DTYPES[d], dev) / 1e9, 1) for d in native_dtypes(dev)}
     rep.update({pkg: package_version(pkg) for pkg in ('torch', 'transformers', 'peft', 'datasets', 'accelerate')})
     rep.update(python=platform.python_version(), hub_reachable=hub_reachable(), run_mode=run_mode())

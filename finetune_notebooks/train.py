@@ -14,14 +14,14 @@ from transformers.trainer import DEFAULT_PROGRESS_CALLBACK
 from transformers.trainer_utils import get_last_checkpoint
 
 from .core import choose_precision, format_duration, get_device, quiet_hf_bars
-from .estimate import estimate_trainer_time
+from .estimate import estimate_trainer_time, fit_overhead
 from .metrics import eval_items
 
 # %% auto #0
 __all__ = ['OLD_NAMES', 'map_old_names', 'check_arg_names', 'training_kwargs', 'training_args', 'GracefulStop', 'last_checkpoint',
            'resume_hint', 'stopped_message', 'resuming_message', 'LossRule', 'TrainingDiverged', 'divergence_message',
            'LossWatchdog', 'in_notebook', 'ProgressTable', 'QuietSaves', 'is_causal_lm', 'weigh_eval_losses',
-           'make_trainer', 'train_with_estimate', 'trained_model']
+           'make_trainer', 'RunOptions', 'resolve_options', 'run_options', 'train_with_estimate', 'trained_model']
 
 # %% ../nbs/04_train.ipynb #92b9e696
 def _ratio(r): return float(r)  # transformers 5.x: a float warmup_steps below 1 is a share of the run
@@ -314,6 +314,31 @@ def make_trainer(model, # the model to train
     trainer.remove_callback(PrinterCallback if args.disable_tqdm else DEFAULT_PROGRESS_CALLBACK)  # the table instead of raw log dicts
     return weigh_eval_losses(trainer)
 
+# %% ../nbs/04_train.ipynb #432f5491
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    "How `train_with_estimate` spends what is not training: the overhead budget and compilation (a config's fields of those names)."
+    overhead:float|None=0.1 # share of the steps' time for evaluations and checkpoints during train(); None = the schedule as asked
+    compile:bool=True # compile the model's blocks when the run is long enough to win the compile time back; False = never
+
+_OPTIONS = contextvars.ContextVar('run_options', default=RunOptions())
+
+def resolve_options(config=None, # a `config.RunConfig` (its `overhead` and `compile` fields) or `RunOptions`; None = none
+                    **kw, # `overhead=`, `compile=` on top
+                   ) -> RunOptions:
+    "The options in force: those of `run_options` (or the defaults), then `config`'s fields, then `kw`."
+    names = [f.name for f in dataclasses.fields(RunOptions)]
+    if unknown := set(kw) - set(names): raise TypeError(f"unknown run option {sorted(unknown)[0]!r}; the options are {', '.join(names)}")
+    given = {n: getattr(config, n) for n in names if hasattr(config, n)} if config is not None else {}
+    return dataclasses.replace(_OPTIONS.get(), **given, **kw)
+
+@contextlib.contextmanager
+def run_options(config=None, **kw): # as `resolve_options`
+    "Inside the block, `train_with_estimate` uses these options (the command line wraps each run in its config's)."
+    token = _OPTIONS.set(resolve_options(config, **kw))
+    try: yield
+    finally: _OPTIONS.reset(token)
+
 # %% ../nbs/04_train.ipynb #7e3c8c55
 def _callback(trainer, cls): return next((c for c in trainer.callback_handler.callbacks if isinstance(c, cls)), None)
 
@@ -332,13 +357,16 @@ def _checkpoint_state(ckpt) -> dict:
 # %% ../nbs/04_train.ipynb #99500a61
 def train_with_estimate(trainer:Trainer, # a Trainer (e.g. from `make_trainer`)
                         resume=False, # True = newest checkpoint in output_dir, or a checkpoint path
+                        config=None, # a method's config: its `overhead` and `compile` fields (see `RunOptions`); None = `run_options`
+                        **options, # `overhead=`, `compile=`: see `RunOptions`
                        ) -> dict:
-    "Print the time estimate, train with a progress table, and return runtime, tokens/s and the estimate."
+    "Print the estimate (evaluations and checkpoints fitted to the overhead budget), train with a progress table, and return runtime, tokens/s and the estimate."
+    opts = resolve_options(config, **options)
     ckpt = _resume_from(trainer, resume)
     done = _checkpoint_state(ckpt)
     est = estimate_trainer_time(trainer)
     if ckpt: print(resuming_message(ckpt, done.get('global_step', 0), est.total_steps))
-    est = est.remaining(done.get('global_step', 0)); print(est)
+    est = fit_overhead(trainer, est.remaining(done.get('global_step', 0)), opts.overhead); print(est)
     out = trainer.train(resume_from_checkpoint=ckpt)
     dog, stop = _callback(trainer, LossWatchdog), _callback(trainer, GracefulStop)
     if dog is not None and dog.diverged: raise TrainingDiverged(dog.diverged)
@@ -350,7 +378,8 @@ def train_with_estimate(trainer:Trainer, # a Trainer (e.g. from `make_trainer`)
     return dict(train_loss=out.training_loss, train_runtime_s=runtime, estimated_runtime_s=est.total_seconds,
                 estimate_error=(est.total_seconds - runtime) / runtime if runtime else None, estimate_measure_s=est.measure_seconds,
                 train_tokens=tokens, tokens_per_s=session_tokens / runtime if runtime else None,
-                examples=len(trainer.train_dataset), world_size=trainer.args.world_size, interrupted=interrupted)
+                examples=len(trainer.train_dataset), world_size=trainer.args.world_size, interrupted=interrupted,
+                evaluations=est.evaluations, checkpoints=est.saves, overhead_budget=opts.overhead)
 
 # %% ../nbs/04_train.ipynb #0d2ff176
 def trained_model(trainer:Trainer): # a Trainer after `train()`

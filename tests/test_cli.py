@@ -95,6 +95,18 @@ def test_env_json():
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
     assert report['device'] in ('cpu', 'cuda', 'mps') and report['precision'] in ('bf16', 'fp16', 'fp32')
+    assert report['peak_gflops']['fp32'] > 0 and isinstance(report['cpu_flags'], list)  # this machine's own limit, measured
+    assert set(report['peak_gflops']) == ({'fp32', 'bf16'} if report['cpu_bf16'] else {'fp32'}) or report['device'] != 'cpu'
+
+
+def test_a_schedule_flag_keeps_the_schedule(capsys):
+    "The overhead budget is the default; setting when to evaluate or save (a flag or the file) keeps that schedule as set."
+    for argv, overhead in ((['jokes'], 0.1), (['jokes', '--eval-times', '9'], None), (['chat', '--eval-steps', '7'], None),
+                           (['jokes', '--eval-times', '9', '--overhead', '0.3'], 0.3), (['jokes', '--overhead', 'none'], None)):
+        assert cli.main([*argv, '--smoke', '--print-config', 'json']) == 0
+        assert json.loads(capsys.readouterr().out)['overhead'] == overhead, argv
+    assert cli.main(['jokes', '--smoke', '--no-compile', '--print-config', 'json']) == 0
+    assert json.loads(capsys.readouterr().out)['compile'] is False
 
 
 @pytest.mark.parametrize('method', METHODS)

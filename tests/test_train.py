@@ -200,3 +200,22 @@ def test_default_learning_rate_does_not_trip_the_watchdog(gpt2, tmp_path):
     t = make_trainer(model, tok, training_args(tmp_path, max_steps=8, per_device_train_batch_size=8, logging_steps=1, disable_tqdm=True), ds, collator=coll)
     assert train_with_estimate(t)['interrupted'] is False
     assert next(c for c in t.callback_handler.callbacks if isinstance(c, LossWatchdog)).diverged is None
+
+
+def test_budget_plans_what_train_runs(gpt2, tmp_path, capsys):
+    "The estimate line's counts are what train() does; a schedule asked for with overhead=None is run as asked."
+    model, tok, ds, coll = gpt2
+    kw = dict(max_steps=6, per_device_train_batch_size=8, per_device_eval_batch_size=8, eval_strategy='steps', eval_steps=1,
+              save_steps=1, disable_tqdm=True)
+    kw['save_total_limit'] = None  # keep every checkpoint, to count them
+    t = make_trainer(model, tok, training_args(tmp_path / 'a', **kw), ds, ds.select(range(16)), collator=coll)
+    m = train_with_estimate(t)
+    line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith('Estimated training time'))
+    assert m['overhead_budget'] == 0.1 and '(budget 10%)' in line and 1 <= m['evaluations'] <= 6
+    assert m['evaluations'] == sum('eval_loss' in h for h in t.state.log_history)  # the plan is what ran
+    assert m['checkpoints'] == len(list((tmp_path / 'a').glob('checkpoint-*')))
+    assert sum('loss' in h for h in t.state.log_history) == 6  # every step logged: points for the loss plot
+    t = make_trainer(model, tok, training_args(tmp_path / 'b', **kw), ds, ds.select(range(16)), collator=coll)
+    m = train_with_estimate(t, overhead=None)
+    assert (m['evaluations'], m['checkpoints'], m['overhead_budget']) == (6, 6, None)
+    assert sum('eval_loss' in h for h in t.state.log_history) == 6 and len(list((tmp_path / 'b').glob('checkpoint-*'))) == 6
