@@ -136,6 +136,7 @@ class TrainerEstimate(TimeEstimate):
     seconds_per_save:float=0.0 # one checkpoint (model and optimizer state)
     measure_seconds:float=0.0 # time spent measuring
     epochs:int=1 # epochs of the run (evaluations and checkpoints per epoch)
+    compile_seconds:float|None=None # seconds spent compiling the blocks (and timing again) before training; None = not compiled
     budget:float|None=None # the overhead budget the evaluations and checkpoints were fitted to (`fit_overhead`); None = as the arguments asked
     def __post_init__(self):
         if self.total_seconds is None: self.total_seconds = self.seconds_per_step * self.total_steps + self.overhead_seconds
@@ -153,6 +154,7 @@ class TrainerEstimate(TimeEstimate):
             steps_s = self.seconds_per_step * self.total_steps
             share = f'overhead {self.overhead_seconds / steps_s:.0%}' if steps_s else 'overhead'
             parts.append(f'{ev}, {sv}: {share}' + (f' (budget {self.budget:.0%})' if self.budget is not None else ''))
+        if self.compile_seconds is not None: parts.append(f'blocks compiled in {format_duration(self.compile_seconds)}, before training')
         return f'Estimated training time: {format_duration(self.total_seconds)} ({"; ".join(parts)})'
     def remaining(self, done_steps:int) -> TrainerEstimate: # steps already run (resume)
         "The estimate for the rest of a resumed run: steps, evaluations and checkpoints scaled down."

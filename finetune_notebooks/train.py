@@ -18,10 +18,11 @@ from .estimate import estimate_trainer_time, fit_overhead
 from .metrics import eval_items
 
 # %% auto #0
-__all__ = ['OLD_NAMES', 'map_old_names', 'check_arg_names', 'training_kwargs', 'training_args', 'GracefulStop', 'last_checkpoint',
-           'resume_hint', 'stopped_message', 'resuming_message', 'LossRule', 'TrainingDiverged', 'divergence_message',
-           'LossWatchdog', 'in_notebook', 'ProgressTable', 'QuietSaves', 'is_causal_lm', 'weigh_eval_losses',
-           'make_trainer', 'RunOptions', 'resolve_options', 'run_options', 'train_with_estimate', 'trained_model']
+__all__ = ['OLD_NAMES', 'COMPILE_PRIOR', 'map_old_names', 'check_arg_names', 'training_kwargs', 'training_args', 'GracefulStop',
+           'last_checkpoint', 'resume_hint', 'stopped_message', 'resuming_message', 'LossRule', 'TrainingDiverged',
+           'divergence_message', 'LossWatchdog', 'in_notebook', 'ProgressTable', 'QuietSaves', 'is_causal_lm',
+           'weigh_eval_losses', 'make_trainer', 'RunOptions', 'resolve_options', 'run_options', 'repeated_blocks',
+           'compile_blocks', 'uncompile_blocks', 'should_compile', 'train_with_estimate', 'trained_model']
 
 # %% ../nbs/04_train.ipynb #92b9e696
 def _ratio(r): return float(r)  # transformers 5.x: a float warmup_steps below 1 is a share of the run
@@ -339,6 +340,43 @@ def run_options(config=None, **kw): # as `resolve_options`
     try: yield
     finally: _OPTIONS.reset(token)
 
+# %% ../nbs/04_train.ipynb #270424a2
+def repeated_blocks(model) -> list: # a model (or a peft model around one)
+    "The model's repeated layers (GPT-2's `h`, BERT's `layer`, T5's `block`): children of a ModuleList of one class, outermost only."
+    base = model.get_base_model() if hasattr(model, 'get_base_model') else model
+    found, lists = [], []
+    for name, m in base.named_modules():
+        if any(name.startswith(t + '.') for t in lists): continue
+        if isinstance(m, torch.nn.ModuleList) and len(m) > 1 and len({type(c) for c in m}) == 1: found += list(m); lists.append(name)
+    return found
+
+def compile_blocks(model) -> int: # the model to compile in place
+    "Compile each repeated block in place (regional `torch.compile`); the training forward without a key/value cache. Returns how many."
+    blocks = repeated_blocks(model)
+    cfg = getattr(model, 'config', None)
+    if blocks and cfg is not None and getattr(cfg, 'use_cache', None):
+        model.__dict__['_use_cache_before_compile'], cfg.use_cache = True, False  # kept on the model: configs are serialised
+    for b in blocks: b.compile()
+    return len(blocks)
+
+def uncompile_blocks(model): # a model after `compile_blocks`
+    "Undo `compile_blocks`: the blocks run eagerly again and the key/value cache setting is back (for generation)."
+    for b in repeated_blocks(model): b._compiled_call_impl = None
+    if model.__dict__.pop('_use_cache_before_compile', False): model.config.use_cache = True
+
+COMPILE_PRIOR = { # where regional compile was measured to win: device type -> expected step gain, compile seconds, smallest model
+    'cpu': dict(gain=0.2, seconds=20.0, min_params=100e6), # GPT-2 124M on a 2-core CPU: 20% faster steps after ~20 s; small models: no gain
+}
+
+def should_compile(steps_s:float, # seconds the run's steps take, uncompiled
+                   n_params:int, # the model's weights
+                   device_type:str, # 'cpu', 'cuda', ...
+                   prior:dict=COMPILE_PRIOR, # measured gains by device
+                  ) -> bool:
+    "True where compiling was measured to win for a model this size, and the expected saving is at least twice the compile time."
+    p = prior.get(device_type)
+    return p is not None and n_params >= p['min_params'] and p['gain'] * steps_s >= 2 * p['seconds']
+
 # %% ../nbs/04_train.ipynb #7e3c8c55
 def _callback(trainer, cls): return next((c for c in trainer.callback_handler.callbacks if isinstance(c, cls)), None)
 
@@ -355,19 +393,34 @@ def _checkpoint_state(ckpt) -> dict:
     return json.loads((Path(ckpt) / 'trainer_state.json').read_text()) if ckpt else {}
 
 # %% ../nbs/04_train.ipynb #99500a61
+def _compile_if_it_pays(trainer:Trainer, est, opts:RunOptions):
+    "Compile the model's blocks when `should_compile` says so, estimate again (paying the compile), keep them only if steps got faster."
+    model = trainer.model
+    if not (opts.compile and should_compile(est.seconds_per_step * est.total_steps, sum(p.numel() for p in model.parameters()), trainer.args.device.type)):
+        return est
+    start = time.perf_counter(); compile_blocks(model)
+    compiled = estimate_trainer_time(trainer)
+    spent = time.perf_counter() - start
+    if compiled.seconds_per_step < est.seconds_per_step:
+        return dataclasses.replace(compiled, compile_seconds=spent, measure_seconds=est.measure_seconds + spent)
+    uncompile_blocks(model)  # no faster here: eager it stays
+    return dataclasses.replace(est, measure_seconds=est.measure_seconds + spent)
+
 def train_with_estimate(trainer:Trainer, # a Trainer (e.g. from `make_trainer`)
                         resume=False, # True = newest checkpoint in output_dir, or a checkpoint path
                         config=None, # a method's config: its `overhead` and `compile` fields (see `RunOptions`); None = `run_options`
                         **options, # `overhead=`, `compile=`: see `RunOptions`
                        ) -> dict:
-    "Print the estimate (evaluations and checkpoints fitted to the overhead budget), train with a progress table, and return runtime, tokens/s and the estimate."
+    "Print the estimate (evaluations and checkpoints fitted to the overhead budget; blocks compiled if it pays), train with a progress table, and return runtime, tokens/s and the estimate."
     opts = resolve_options(config, **options)
     ckpt = _resume_from(trainer, resume)
     done = _checkpoint_state(ckpt)
-    est = estimate_trainer_time(trainer)
+    est = _compile_if_it_pays(trainer, estimate_trainer_time(trainer), opts)
     if ckpt: print(resuming_message(ckpt, done.get('global_step', 0), est.total_steps))
     est = fit_overhead(trainer, est.remaining(done.get('global_step', 0)), opts.overhead); print(est)
-    out = trainer.train(resume_from_checkpoint=ckpt)
+    try: out = trainer.train(resume_from_checkpoint=ckpt)
+    finally:
+        if est.compile_seconds is not None: uncompile_blocks(trainer.model)  # generation after training changes shapes every token
     dog, stop = _callback(trainer, LossWatchdog), _callback(trainer, GracefulStop)
     if dog is not None and dog.diverged: raise TrainingDiverged(dog.diverged)
     runtime, tokens = out.metrics['train_runtime'], trainer.state.num_input_tokens_seen or 0
@@ -379,7 +432,8 @@ def train_with_estimate(trainer:Trainer, # a Trainer (e.g. from `make_trainer`)
                 estimate_error=(est.total_seconds - runtime) / runtime if runtime else None, estimate_measure_s=est.measure_seconds,
                 train_tokens=tokens, tokens_per_s=session_tokens / runtime if runtime else None,
                 examples=len(trainer.train_dataset), world_size=trainer.args.world_size, interrupted=interrupted,
-                evaluations=est.evaluations, checkpoints=est.saves, overhead_budget=opts.overhead)
+                evaluations=est.evaluations, checkpoints=est.saves, overhead_budget=opts.overhead,
+                compiled=est.compile_seconds is not None, compile_s=est.compile_seconds)
 
 # %% ../nbs/04_train.ipynb #0d2ff176
 def trained_model(trainer:Trainer): # a Trainer after `train()`
