@@ -27,8 +27,8 @@ from .runs import check_out_dir, replace_folder, run_header, save_atomic, write_
 __all__ = ['PLACES', 'REGIONS', 'SIGHTS', 'FOODS', 'SEASONS', 'PEOPLE', 'TEMPLATES', 'LoopConfig', 'make_sentences',
            'write_sentences', 'tokenize_sentences', 'make_loader', 'process_one_batch', 'make_optimizer',
            'make_scheduler', 'train_step', 'evaluate_loss', 'save_checkpoint', 'load_checkpoint', 'next_token',
-           'generate_ids_until_eos', 'generate_until_eos', 'generate_for_keywords', 'keyword_table', 'total_steps',
-           'make_loaders', 'estimate_loop_time', 'train_epoch', 'sigterm_as_ctrl_c', 'train_loop', 'run']
+           'generate_ids_until_eos', 'generate_until_eos', 'rng_fork', 'generate_for_keywords', 'keyword_table',
+           'total_steps', 'make_loaders', 'estimate_loop_time', 'train_epoch', 'sigterm_as_ctrl_c', 'train_loop', 'run']
 
 # %% ../nbs/15_training_loop.ipynb #aae02c02
 @dataclass
@@ -38,7 +38,7 @@ class LoopConfig(RunConfig):
     data:str|None=None # a text file, one sentence per line; None = write template sentences into the run folder
     n_sentences:int=3000 # how many template sentences to write when `data` is None
     max_length:int=64 # tokens per sentence, EOS included; longer lines are cut
-    epochs:int=3 # passes over the training sentences
+    epochs:int=1 # passes over the training sentences (one is enough for GPT-2 on the template file)
     max_steps:int=-1 # stop after this many optimizer steps; -1 = use epochs
     lr:float=5e-5 # peak learning rate (a usual value for fine-tuning pretrained GPT-2)
     batch_size:int=16 # sentences per step
@@ -256,12 +256,20 @@ def generate_until_eos(model, tokenizer, # a causal LM and its tokenizer
     new = generate_ids_until_eos(model, ids, max_new_tokens, tokenizer.eos_token_id, top_k, temperature)
     return tokenizer.decode(new, skip_special_tokens=True)
 
+# %% ../nbs/15_training_loop.ipynb #3646fa60
+def rng_fork(device, # the device whose random state is saved too (the model's)
+            ):
+    "A context that saves the CPU's and `device`'s random state (CUDA, MPS) and restores both after the block."
+    device = torch.device(device)
+    if device.type == 'cpu': return torch.random.fork_rng(devices=[])
+    return torch.random.fork_rng(devices=[device], device_type=device.type)
+
 # %% ../nbs/15_training_loop.ipynb #ebc0fb94
 def generate_for_keywords(model, tokenizer, # a causal LM and its tokenizer
                           cfg:LoopConfig, # keywords, max_new_tokens, top_k, temperature and seed come from here
                          ) -> list[str]:
     "Prompt + continuation for each of `cfg.keywords`, sampled with a fixed seed."
-    with torch.random.fork_rng(devices=[]):  # sampling must not change the training's random state
+    with rng_fork(model.device):  # sampling must not change the training's random state (CPU and GPU)
         torch.manual_seed(cfg.seed)
         return [(k + generate_until_eos(model, tokenizer, k, cfg.max_new_tokens, cfg.top_k, cfg.temperature)).strip()
                 for k in cfg.keywords]
@@ -297,8 +305,8 @@ def estimate_loop_time(model, loader, # the model and the training loader
     "A `core.TimeEstimate` from real steps on the model; its weights and the random state are restored after."
     snapshot = {k: v.detach().clone() for k, v in model.state_dict().items()}
     opt = make_optimizer(model, lr); sched = make_scheduler(opt, 10 ** 6)
-    batches = itertools.cycle(itertools.islice(loader, timed_steps + 1))
-    with torch.random.fork_rng(devices=[]):
+    with rng_fork(model.device):  # a resumed run's restored random state (CPU and GPU) stays as it was
+        batches = itertools.cycle(itertools.islice(loader, timed_steps + 1))  # iterating a loader draws a seed too
         model.train()
         est = estimate_train_time(lambda: train_step(model, next(batches), opt, sched, precision), steps, 1, timed_steps)
     model.load_state_dict(snapshot); model.zero_grad(set_to_none=True)
@@ -431,6 +439,7 @@ def run(cfg:LoopConfig, # the recipe
     out = check_out_dir(out_dir, overwrite, resume)
     set_seed(cfg.seed)
     model, tokenizer = load_model(cfg.model)
+    model.to(get_device())  # sample 'before' where training runs: same device, same random stream
     before = generate_for_keywords(model, tokenizer, cfg)
     with Timer() as t: history = train_loop(cfg, model, tokenizer, out, resume=resume)
     if history[-1].get('interrupted'): return {'method': 'loop', 'interrupted': True, 'steps': history[-1]['step']}  # no model, no metrics.json

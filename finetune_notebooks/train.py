@@ -364,18 +364,20 @@ def uncompile_blocks(model): # a model after `compile_blocks`
     for b in repeated_blocks(model): b._compiled_call_impl = None
     if model.__dict__.pop('_use_cache_before_compile', False): model.config.use_cache = True
 
-COMPILE_PRIOR = { # where regional compile was measured to win: device type -> expected step gain, compile seconds, smallest model
-    'cpu': dict(gain=0.2, seconds=20.0, min_params=100e6), # GPT-2 124M on a 2-core CPU: 20% faster steps after ~20 s; small models: no gain
+COMPILE_PRIOR = { # where regional compile was measured to win: device type -> expected step gain, compile seconds, smallest model, families
+    'cpu': dict(gain=0.2, seconds=20.0, min_params=100e6, model_types=('gpt2',)), # GPT-2 124M on a 2-core CPU: ~20% faster steps after ~20 s
 }
 
 def should_compile(steps_s:float, # seconds the run's steps take, uncompiled
                    n_params:int, # the model's weights
                    device_type:str, # 'cpu', 'cuda', ...
+                   model_type:str|None=None, # `config.model_type`, e.g. 'gpt2'; None = any family the prior covers
                    prior:dict=COMPILE_PRIOR, # measured gains by device
                   ) -> bool:
-    "True where compiling was measured to win for a model this size, and the expected saving is at least twice the compile time."
+    "True where compiling was measured to win for a model of this family and size, and the expected saving is at least twice the compile time."
     p = prior.get(device_type)
-    return p is not None and n_params >= p['min_params'] and p['gain'] * steps_s >= 2 * p['seconds']
+    if p is None or n_params < p['min_params'] or (model_type is not None and model_type not in p['model_types']): return False
+    return p['gain'] * steps_s >= 2 * p['seconds']
 
 # %% ../nbs/04_train.ipynb #7e3c8c55
 def _callback(trainer, cls): return next((c for c in trainer.callback_handler.callbacks if isinstance(c, cls)), None)
@@ -396,7 +398,8 @@ def _checkpoint_state(ckpt) -> dict:
 def _compile_if_it_pays(trainer:Trainer, est, opts:RunOptions):
     "Compile the model's blocks when `should_compile` says so, estimate again (paying the compile), keep them only if steps got faster."
     model = trainer.model
-    if not (opts.compile and should_compile(est.seconds_per_step * est.total_steps, sum(p.numel() for p in model.parameters()), trainer.args.device.type)):
+    kind = getattr(getattr(model, 'config', None), 'model_type', None)
+    if not (opts.compile and should_compile(est.seconds_per_step * est.total_steps, sum(p.numel() for p in model.parameters()), trainer.args.device.type, kind)):
         return est
     start = time.perf_counter(); compile_blocks(model)
     compiled = estimate_trainer_time(trainer)

@@ -1,8 +1,10 @@
-"End-to-end smoke run of the chat method, plus the template, label-mask, truncation and chat() checks."
+"End-to-end smoke run of the chat method, plus the template, label-mask, truncation, data-loading and chat() checks."
 import json
 import pytest, torch
 from datasets import Dataset
-from finetune_notebooks.chat import (Config, add_chat_template, encode_chat, fit_chat, prepare_chats, chat, chat_replies, CHAT_TEMPLATE)
+from finetune_notebooks.chat import (Config, add_chat_template, encode_chat, fit_chat, fit_chats, split_fits, prepare_chats, chat, chat_replies,
+                                     hub_chats, load_chats, show_label_mask, CHAT_TEMPLATE)
+import finetune_notebooks.chat as chat_module
 from finetune_notebooks.models import load_model
 
 METHOD = 'chat'  # the session's smoke run (tests/conftest.py); tests/test_runs.py checks what every method writes
@@ -50,6 +52,51 @@ def test_truncation_trim_drop_counts(tok):
     assert len(ds) == 3 and max(map(len, ds['input_ids'])) <= 24
     assert all(any(l != -100 for l in labels) for labels in ds['labels'])  # every kept example trains something
     assert fit_chat([long_q, CONVO[1]], tok, 24) is None
+
+def test_fit_chats_encodes_once_and_keeps_lengths(tok, monkeypatch):
+    "Each kept conversation is encoded once per start tried; `length` is the whole conversation's, dropped ones included."
+    long_q = {'role': 'user', 'content': 'Tell me about ' + 'numbers ' * 40}
+    rows = [CONVO[:2], CONVO, [long_q, CONVO[1]]]
+    calls = []
+    real = chat_module.encode_chat
+    monkeypatch.setattr(chat_module, 'encode_chat', lambda m, t: calls.append(len(m)) or real(m, t))
+    fitted = fit_chats(Dataset.from_dict({'messages': rows}), tok, max_length=24)
+    assert fitted['length'] == [len(real(r, tok)['input_ids']) for r in rows]
+    assert fitted['dropped'] == [False, False, True]
+    assert calls == [2, 4, 2, 2]  # the two that fit: one encoding each; the dropped one: its only start, then its length
+    kept, report = split_fits(fitted)
+    assert kept.column_names == ['input_ids', 'labels'] and len(kept) == 2 and report['dropped'] == 1
+
+def test_hub_chats_downloads_only_the_two_splits(monkeypatch):
+    "ultrachat keeps each split in data/<split>-*: ask for those files; another layout falls back to split=."
+    import datasets
+    calls = []
+    def fake(name, data_files=None, split=None):
+        calls.append((name, data_files, split))
+        if data_files is not None and name != 'HuggingFaceH4/ultrachat_200k': raise datasets.exceptions.DataFilesNotFoundError('no files')
+        return {'train': 'T', 'test': 'E'} if data_files else split
+    monkeypatch.setattr(datasets, 'load_dataset', fake)
+    assert hub_chats('HuggingFaceH4/ultrachat_200k', 'train_gen', 'test_gen') == {'train': 'T', 'test': 'E'}
+    assert calls == [('HuggingFaceH4/ultrachat_200k', {'train': 'data/train_gen-*', 'test': 'data/test_gen-*'}, None)]
+    calls.clear()
+    dd = hub_chats('someone/chats', 'train', 'test')
+    assert dict(dd) == {'train': 'train', 'test': 'test'} and [c[2] for c in calls] == [None, 'train', 'test']
+
+def test_load_chats_offline_and_from_a_file(tmp_path):
+    dd = load_chats(Config.smoke())
+    assert set(dd) == {'train', 'test'} and len(dd['train']) + len(dd['test']) == Config.smoke().n_offline
+    path = tmp_path / 'mine.jsonl'
+    Dataset.from_dict({'messages': [CONVO] * 10}).to_json(path)
+    dd = load_chats(Config.smoke().updated(data=str(path)))
+    assert (len(dd['train']), len(dd['test'])) == (9, 1) and dd['train'][0]['messages'] == CONVO
+
+def test_label_mask_picture_colours_labelled_tokens(tok):
+    enc = encode_chat(CONVO, tok)
+    ax = show_label_mask(enc['input_ids'], enc['labels'], tok).axes[0]
+    green = [p for p in ax.patches if p.get_facecolor()[0] < 0.7]
+    assert len(ax.patches) == len(enc['input_ids']) and len(green) == sum(l != -100 for l in enc['labels'])
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [f'trained: label = the token ({len(green)})',
+                                                                  f'ignored: label -100 ({len(enc["labels"]) - len(green)})']
 
 class _EchoModel(torch.nn.Module):
     "Stands in for a causal LM: echoes the prompt, then a fixed continuation."

@@ -86,3 +86,12 @@ def test_trainer_takes_extra_arguments_and_prints_no_name_translations(tmp_path,
     trainer = classify_trainer(model, tok, tokenize_texts(load_classify_data(cfg), tok, cfg.max_length), cfg, tmp_path, save_strategy='no')
     assert trainer.args.save_strategy == 'no' and trainer.args.train_sampling_strategy == 'group_by_length'
     assert '→' not in capsys.readouterr().out
+
+
+def test_load_classifier_keeps_the_expected_load_report_quiet(capfd):
+    "The new head's 'MISSING, newly initialized' report is expected and not shown; transformers' verbosity is restored."
+    from transformers.utils import logging as hf_logging
+    before = hf_logging.get_verbosity()
+    load_classifier(ClassifyConfig.offline()) # minilm: a pretrained encoder with a new head
+    out = capfd.readouterr()
+    assert 'MISSING' not in out.out + out.err and hf_logging.get_verbosity() == before

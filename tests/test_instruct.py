@@ -2,11 +2,12 @@
 import json
 import pytest, torch
 from finetune_notebooks import core, models
-from finetune_notebooks.instruct import (InstructConfig, format_prompt, instruct_collator, generation_metrics,
-                                         t5_precision, instruct_args, load_instruct_data, generate_answers, decode_eval_pred)
+from finetune_notebooks.instruct import (InstructConfig, format_prompt, instruct_collator, generation_metrics, t5_precision,
+                                         instruct_args, load_instruct_data, generate_answers, decode_eval_pred, answer_precision,
+                                         task_type, scores_by_task, GENERATED_TASKS)
 
 METHOD = 'instruct'  # the session's smoke run (tests/conftest.py); tests/test_runs.py checks what every method writes
-KEYS = ('exact_match_before', 'exact_match_after', 'rouge1_before', 'rouge1_after', 'rougeL_before', 'rougeL_after', 'perplexity')
+KEYS = ('by_task', 'exact_match_before', 'exact_match_after', 'rouge1_before', 'rouge1_after', 'rougeL_before', 'rougeL_after', 'perplexity')
 
 
 def test_format_prompt():
@@ -75,3 +76,29 @@ def test_saved_model_reloads_with_same_answers(smoke_run):
     assert m['exact_match'] == pytest.approx(metrics['exact_match_after']) # the Trainer's last evaluation, reproduced
     assert m['rougeL'] == pytest.approx(metrics['rougeL_after'], abs=1e-6)
 
+
+
+def test_answers_use_the_models_device_not_the_sessions(monkeypatch):
+    "A model on the CPU in a CUDA session generates as a CPU model: the precision comes from `model.device`."
+    model, tok = models.load_model('tiny-t5', task='seq2seq')
+    cpu = generate_answers(model, tok, ['Say hi.', 'Sort the words.'], ['', 'b a'], max_new_tokens=4)
+    monkeypatch.setattr(core, 'get_device', lambda: torch.device('cuda'))
+    assert answer_precision(model).name == core.choose_precision('cpu', model_type='t5').name
+    assert generate_answers(model, tok, ['Say hi.', 'Sort the words.'], ['', 'b a'], max_new_tokens=4) == cpu
+    assert answer_precision(model, 'fp32').name == 'fp32'  # the run's precision, when given, wins
+
+
+def test_task_types():
+    "Every generated instruction has a task type; any other data is grouped by its first word."
+    assert task_type('Write this in capital letters.') == 'upper case' and task_type('What is the capital of Peru?') == 'capital'
+    assert task_type('Explain why the sky is blue.', generated=False) == 'Explain'
+    dd = load_instruct_data(InstructConfig.smoke())
+    assert dd['train'].column_names == ['instruction', 'input', 'output', 'task']
+    assert set(dd['train']['task']) <= set(GENERATED_TASKS)
+
+
+def test_scores_by_task_by_hand():
+    s = scores_by_task({'task': ['sum', 'sum', 'sort'], 'output': ['4', '7', 'a b']}, ['4', '8', 'b a'])
+    assert list(s.index) == ['sum', 'sort'] and s.loc['sum', 'n'] == 2
+    assert s.loc['sum', 'exact_match'] == pytest.approx(0.5) and s.loc['sort', 'exact_match'] == 0
+    assert s.loc['sort', 'rougeL'] == pytest.approx(0.5)  # 'b a' vs 'a b': one word in order of two

@@ -2,7 +2,9 @@
 import json, math
 from dataclasses import replace
 import pytest, torch
-from finetune_notebooks.jokes import JokesConfig, run, load_jokes, tokenize_jokes, pack_jokes, sample_jokes, make_joke_trainer, prepare_blocks
+from finetune_notebooks.jokes import (JokesConfig, run, load_jokes, tokenize_jokes, pack_jokes, sample_jokes, make_joke_trainer, prepare_blocks,
+                                      joke_training_args)
+from finetune_notebooks.estimate import evaluation_count, total_train_steps
 from finetune_notebooks.train import trained_model
 from finetune_notebooks.runs import save_atomic
 from finetune_notebooks.models import load_model
@@ -28,10 +30,11 @@ def test_reload_matches_the_unwrapped_trained_model(tmp_path):
     blocks = prepare_blocks(cfg, tok)
     trainer = make_joke_trainer(model, tok, blocks, cfg, tmp_path / 'ck')
     trainer.train()
-    x = tok(['A programmer walks into a bar', 'Why did the'], padding=True, return_tensors='pt')
+    x = tok(['A programmer walks into a bar', 'Why did the'], padding=True, return_tensors='pt').to(model.device)
     with torch.no_grad(): in_trainer = model.eval()(**x).logits # still under the Trainer's autocast when bf16/fp16
     save_atomic(model, tok, tmp_path / 'model')
     again, tok2 = load_model(str(tmp_path / 'model'))
+    again = again.to(model.device)  # like with like: the trained model's device, fp32 both
     with torch.no_grad(): want = again.eval()(**x).logits
     if trainer.args.bf16 or trainer.args.fp16: # without unwrapping, this comparison fails
         assert not torch.allclose(in_trainer, want, rtol=1.3e-6, atol=1e-5)
@@ -61,3 +64,48 @@ def test_every_joke_ends_with_eos_and_packs_whole():
     n_tokens = sum(len(b) for b in blocks['input_ids'])
     assert n_tokens == sum(map(len, ids))
     assert n_tokens / (128 * len(blocks)) > 0.9  # under 10% padding inside blocks
+
+
+@pytest.mark.parametrize('n_blocks,batch_size,grad_accum,epochs,eval_times', [
+    (49, 8, 1, 1, 5),    # 7 steps: 4 evaluations (2, 4, 6, 7), not one per step
+    (49, 8, 1, 20, 5),   # 140 steps: 5
+    (7, 4, 1, 1, 5),     # 2 steps: 2
+    (49, 8, 3, 2, 5),    # gradient accumulation: the step count must be the Trainer's
+    (300, 8, 1, 3, 1),   # one evaluation, at the end
+    (300, 8, 2, 1.5, 7),
+])
+def test_evaluations_never_exceed_eval_times(tmp_path, n_blocks, batch_size, grad_accum, epochs, eval_times):
+    "eval_times is the most evaluations a run makes (the table's rows): a short run gets fewer, never one per step."
+    cfg = JokesConfig.offline().updated(batch_size=batch_size, grad_accum=grad_accum, epochs=epochs, eval_times=eval_times)
+    args = joke_training_args(cfg, tmp_path / 'ck', n_blocks)
+    steps = math.ceil(epochs * math.ceil(math.ceil(n_blocks / batch_size) / grad_accum))  # the Trainer's count (set_initial_training_values)
+    n = evaluation_count(args, steps, math.ceil(epochs))
+    assert 1 <= n <= min(eval_times, steps), (n, steps, args.eval_steps)
+    if steps % eval_times == 0: assert n == eval_times  # as many as asked when they divide the run evenly
+    if (n_blocks, epochs) == (49, 1): assert n == 4  # 7 steps, 5 asked: at 2, 4, 6 and 7
+
+
+def test_step_count_matches_the_trainer(tmp_path):
+    "The evaluations are placed from the same step count the Trainer runs, also with gradient accumulation."
+    cfg = JokesConfig.smoke().updated(max_steps=-1, epochs=2, grad_accum=3, eval_times=2)
+    model, tok = load_model(cfg.model)
+    blocks = prepare_blocks(cfg, tok)
+    trainer = make_joke_trainer(model, tok, blocks, cfg, tmp_path / 'ck')
+    steps = total_train_steps(trainer)
+    assert trainer.args.eval_steps == math.ceil(steps / cfg.eval_times)
+    assert evaluation_count(trainer.args, steps, 2) <= cfg.eval_times
+
+
+def test_samples_come_from_one_batched_pass_per_token_with_the_kv_cache():
+    "sample_jokes runs all prompts together: one forward per new token, each after the first on one new position (the KV cache)."
+    cfg = JokesConfig.smoke().updated(max_new_tokens=12)
+    model, tok = load_model(cfg.model)
+    widths, forward = [], model.forward
+    def counted(*a, **kw):
+        ids = kw.get('input_ids', a[0] if a else None)
+        widths.append(tuple(ids.shape)); return forward(*a, **kw)
+    model.forward = counted
+    out = sample_jokes(model, tok, cfg, 'greedy')
+    assert len(out) == len(cfg.prompts) and 1 <= len(widths) <= cfg.max_new_tokens
+    assert all(w[0] == len(cfg.prompts) for w in widths)      # every prompt in every call
+    assert all(w[1] == 1 for w in widths[1:]), widths          # cached: one new position per call

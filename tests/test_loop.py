@@ -78,6 +78,33 @@ def test_ctrl_c_saves_and_resume_continues_exactly(tmp_path, monkeypatch):
     assert [s for s, _ in _losses(resumed)] == [s for s, _ in _losses(straight)]
     for (_, x), (_, y) in zip(_losses(resumed), _losses(straight)): assert x == pytest.approx(y, abs=1e-4)
 
+def test_rng_fork_restores_the_cpu_state():
+    state = torch.get_rng_state()
+    with loop.rng_fork('cpu'): torch.rand(5)
+    assert torch.equal(torch.get_rng_state(), state)
+
+def test_rng_fork_saves_and_restores_the_gpu_state_too(monkeypatch):
+    "On a GPU the model's device has its own random state (dropout, sampling): it must be forked with the CPU's (issue 10)."
+    calls = []
+    monkeypatch.setattr(torch.cuda, 'get_rng_state', lambda device='cuda': calls.append(('get', torch.device(device))) or torch.zeros(8, dtype=torch.uint8))
+    monkeypatch.setattr(torch.cuda, 'set_rng_state', lambda state, device='cuda': calls.append(('set', torch.device(device))))
+    with loop.rng_fork(torch.device('cuda', 0)): pass
+    assert calls == [('get', torch.device('cuda', 0)), ('set', torch.device('cuda', 0))]
+
+def test_estimate_and_sampling_fork_the_models_device(monkeypatch):
+    "estimate_loop_time and generate_for_keywords fork the random state of the device the model is on, not only the CPU's."
+    devices, real = [], loop.rng_fork
+    monkeypatch.setattr(loop, 'rng_fork', lambda device: devices.append(torch.device(device)) or real(device))
+    cfg = LoopConfig.smoke()
+    model, tok = load_model(cfg.model)
+    from datasets import Dataset
+    dl = loop.make_loader(loop.tokenize_sentences(Dataset.from_dict({'text': loop.make_sentences(8)}), tok), tok, 4)  # no generator of its own
+    state = torch.get_rng_state()
+    loop.estimate_loop_time(model, dl, loop.Precision('fp32'), steps=5, lr=1e-3, timed_steps=1)
+    generate_for_keywords(model, tok, cfg)
+    assert devices == [model.device, model.device]
+    assert torch.equal(torch.get_rng_state(), state)  # nothing drew from the global generator, not even the loader's seed
+
 def test_resume_without_checkpoint_says_so(tmp_path):
     cfg = LoopConfig.smoke()
     with pytest.raises(FileNotFoundError, match='no checkpoint here'): train_loop(cfg, *load_model(cfg.model), tmp_path, resume=True)

@@ -36,6 +36,26 @@ def test_three_lines_and_stats(trained, capsys):
     assert isinstance(text, str) and text.startswith('Alice was')
     assert len(b.write('Alice was', n=2, max_new_tokens=5)) == 2
 
+def test_write_stops_at_eos(trained):
+    "The notebook's claim: generation ends where the model emits EOS (here forced on the third new token), not at max_new_tokens."
+    from finetune_notebooks.lm import generate_ids
+    b, _ = trained
+    def force_eos_on_third_call():
+        calls = [0]
+        def hook(mod, inp, out):
+            calls[0] += 1
+            if calls[0] == 3: out[..., b.tokenizer.eos_token_id] = 1e4
+            return out
+        return b.model.lm_head.register_forward_hook(hook)
+    h = force_eos_on_third_call()
+    try: ids = generate_ids(b.model, b.tokenizer, ['Alice was'], preset='greedy', max_new_tokens=20)[0]
+    finally: h.remove()
+    h = force_eos_on_third_call()
+    try: text = b.write('Alice was', preset='greedy', max_new_tokens=20)
+    finally: h.remove()
+    assert len(ids) == 2 and b.tokenizer.eos_token_id not in ids  # two tokens, then EOS (cut)
+    assert text == 'Alice was' + b.tokenizer.decode(ids, skip_special_tokens=True)
+
 def test_estimate_is_printed_first(tmp_path, capsys):
     path = tmp_path / 'tiny.txt'
     path.write_text('one line\ntwo lines\nthree lines\nfour lines\nfive lines\n')
