@@ -233,7 +233,7 @@ def chat_trainer(model, tokenizer, # a causal LM and its tokenizer with CHAT_TEM
         num_train_epochs=cfg.epochs, max_steps=cfg.max_steps, learning_rate=cfg.lr,
         per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
         per_device_eval_batch_size=cfg.eval_batch_size, lr_scheduler_type=cfg.scheduler,
-        warmup_ratio=cfg.warmup, weight_decay=cfg.weight_decay, train_sampling_strategy=cfg.sampling,
+        warmup_steps=float(cfg.warmup), weight_decay=cfg.weight_decay, train_sampling_strategy=cfg.sampling,
         logging_steps=cfg.logging_steps, eval_strategy='steps' if cfg.eval_steps else 'no', eval_steps=cfg.eval_steps,
         save_strategy='steps', save_steps=cfg.eval_steps or 200, save_total_limit=1, seed=cfg.seed)
     return make_trainer(model, tokenizer, args, train_ds, eval_ds, collator=make_collator(tokenizer))

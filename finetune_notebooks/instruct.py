@@ -171,7 +171,7 @@ def instruct_args(cfg:InstructConfig, # epochs, lr, batch sizes, lengths, ...
     "Seq2SeqTrainingArguments: T5-safe precision, evaluation by generation, our defaults."
     kw = train.training_kwargs(output_dir, precision=precision or t5_precision(requested=cfg.precision), num_train_epochs=cfg.epochs,
                                max_steps=cfg.max_steps, learning_rate=cfg.lr, per_device_train_batch_size=cfg.batch_size,
-                               per_device_eval_batch_size=cfg.eval_batch_size, warmup_ratio=cfg.warmup,
+                               per_device_eval_batch_size=cfg.eval_batch_size, warmup_steps=float(cfg.warmup),
                                weight_decay=cfg.weight_decay, logging_steps=cfg.logging_steps, seed=cfg.seed)
     return Seq2SeqTrainingArguments(**kw, predict_with_generate=True, generation_num_beams=1,
                                     generation_max_length=cfg.max_new_tokens + 1) # max_length counts the decoder's start token

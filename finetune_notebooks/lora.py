@@ -59,18 +59,6 @@ class LoraRunConfig(ClassifyConfig):
     lora_alpha:int = 16 # scaling: the adapters' output is multiplied by lora_alpha / lora_r
     lora_dropout:float = 0.1 # dropout on the adapters' input
 
-    @classmethod
-    def offline(cls):
-        "MiniLM with rank-8 adapters on 3,000 tweets: a real run of a few minutes on a CPU."
-        return cls(model='minilm', n_train=3000, n_test=750, max_length=64, batch_size=16, eval_batch_size=64,
-                   warmup=0.1, logging_steps=10)
-
-    @classmethod
-    def smoke(cls):
-        "A tiny random BERT and a few steps: checks the code path in seconds."
-        return cls(model='tiny-bert', n_train=64, n_test=32, max_length=32, max_steps=4, batch_size=8,
-                   eval_batch_size=32, logging_steps=1)
-
 # %% ../nbs/13_lora.ipynb #b76e34d2
 LORA_TARGETS = { # model_type -> (adapted layers, fully trained head, weights stored transposed)
     'bert': (['query', 'value'], ['classifier'], False),
