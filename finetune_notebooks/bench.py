@@ -20,7 +20,7 @@ from .data import instruction_dataset, joke_dataset, sentiment_dataset
 from .models import ModelUnavailable, load_model, tiny_tokenizer
 from .estimate import mfu, train_flops, trainer_precision
 from .metrics import batch_positions, count_positions, padding_share
-from .train import ProgressTable, make_trainer, train_with_estimate, trained_model, training_args
+from .train import ProgressTable, compile_blocks, uncompile_blocks, make_trainer, train_with_estimate, trained_model, training_args
 from .jokes import JokesConfig, joke_collator, load_jokes, make_joke_trainer, pack_jokes, tokenize_jokes
 from .lm import perplexity
 
@@ -31,7 +31,8 @@ __all__ = ['METHODS', 'FAMILY', 'METRIC', 'SPEED_KEY', 'TARGETS', 'JOKES_BF16_TA
            'classify_data', 'instruct_data', 'eval_metric', 'paired_difference', 'arm_precision', 'joke_recipe',
            'arm_trainer', 'steady_rates', 'run_arm', 'isolated', 'run_generation', 'machine_report', 'measure_peak',
            'method_result', 'run_bench', 'jokes_target', 'targets_met', 'target_notes', 'speed_gaps', 'profile_text',
-           'bench_table', 'article001_line', 'main_bench', 'profile_step', 'loss_curve', 'plot_loss_curves']
+           'bench_table', 'article001_line', 'main_bench', 'profile_step', 'compile_gain', 'loss_curve',
+           'plot_loss_curves']
 
 # %% ../nbs/90_benchmarks.ipynb #82adfc41
 METHODS = ('jokes', 'classify', 'instruct') # method keys of the JSON
@@ -560,6 +561,26 @@ def profile_step(method:str, arm:str, cfg:BenchConfig, row_limit:int=12) -> str:
     step()
     with profile(activities=[ProfilerActivity.CPU]) as prof: step()
     return prof.key_averages().table(sort_by='cpu_time_total', row_limit=row_limit)
+
+# %% ../nbs/90_benchmarks.ipynb #9907e282
+def compile_gain(method:str, cfg:BenchConfig, steps:int=3) -> dict: # method; sizes; timed steps each way
+    "Seconds per training step of ours on `method`, eager and with its repeated blocks compiled (`train.compile_blocks`), and the compile time."
+    _set_threads('ours', cfg.threads); _quiet()
+    model, tok, trainer, _ = _arm_setup(method, 'ours', cfg, f'/tmp/ftnb-bench/compile-{method}')
+    opt, batch = trainer.create_optimizer(), next(iter(trainer.get_train_dataloader()))  # one batch: one shape, so one compilation
+    trainer.current_gradient_accumulation_steps = trainer.args.gradient_accumulation_steps
+    def step(): trainer.training_step(model, batch); opt.step(); opt.zero_grad(set_to_none=True)
+    def timed(n):
+        t = time.perf_counter()
+        for _ in range(n): step()
+        return (time.perf_counter() - t) / n
+    step()  # warm-up: the optimizer's state, the first kernels
+    eager = timed(steps)
+    t = time.perf_counter(); n_blocks = compile_blocks(model); step(); first = time.perf_counter() - t
+    compiled = timed(steps)
+    uncompile_blocks(model)
+    return dict(method=method, size=cfg.size, device=get_device().type, blocks=n_blocks, steps=steps, eager_s=eager, compiled_s=compiled,
+                gain=1 - compiled / eager, compile_s=max(first - compiled, 0.0))
 
 # %% ../nbs/90_benchmarks.ipynb #34bfbb3c
 class _EvalEachStep(TrainerCallback):

@@ -159,3 +159,16 @@ def test_isolated_child_exits_cleanly(tmp_path):
     assert p.returncode == 0, p.stderr[-2000:]
     assert f"examples {BenchConfig.tiny().n_train['classify']}" in p.stdout
     assert 'resource_tracker' not in p.stderr, p.stderr[-2000:]
+
+
+def test_compile_gain_times_both_ways_and_restores_the_model(monkeypatch):
+    "compile_gain: eager and compiled step times on one batch, the compile time, and the blocks eager again after (compilation stubbed: it takes a minute)."
+    calls = []
+    monkeypatch.setattr(bench, 'compile_blocks', lambda m: calls.append('compile') or 2)
+    monkeypatch.setattr(bench, 'uncompile_blocks', lambda m: calls.append('uncompile'))
+    g = bench.compile_gain('jokes', BenchConfig.tiny(), steps=2)
+    assert calls == ['compile', 'uncompile']
+    assert {'method', 'size', 'device', 'blocks', 'steps', 'eager_s', 'compiled_s', 'gain', 'compile_s'} <= set(g)
+    assert (g['method'], g['size'], g['steps'], g['blocks']) == ('jokes', 'tiny', 2, 2)
+    assert g['eager_s'] > 0 and g['compiled_s'] > 0 and g['compile_s'] >= 0
+    assert math.isclose(g['gain'], 1 - g['compiled_s'] / g['eager_s'])
