@@ -550,14 +550,20 @@ def main_bench(quick:bool=False, # the quick sizes (a few minutes) instead of th
     return res
 
 # %% ../nbs/90_benchmarks.ipynb #5de6b15c
+def _trainer_step(trainer, model): # a Trainer and its model
+    "A function of a batch: one training step and optimizer step with the arm's own autocast, backward and optimizer (fused AdamW for ours)."
+    opt = trainer.create_optimizer()
+    trainer.current_gradient_accumulation_steps = trainer.args.gradient_accumulation_steps # set by train() otherwise
+    def step(batch): trainer.training_step(model, batch); opt.step(); opt.zero_grad(set_to_none=True)
+    return step
+
 def profile_step(method:str, arm:str, cfg:BenchConfig, row_limit:int=12) -> str: # which arm; sizes; rows to show
     "A torch.profiler table of one Trainer training step and optimizer step of `arm` (after one warm-up step), by total CPU time."
     from torch.profiler import ProfilerActivity, profile
     _set_threads(arm, cfg.threads); _quiet()
     model, tok, trainer, _ = _arm_setup(method, arm, cfg, f'/tmp/ftnb-bench/profile-{method}-{arm}')
-    opt, batches = trainer.create_optimizer(), iter(trainer.get_train_dataloader()) # the arm's own optimizer (fused AdamW for ours)
-    trainer.current_gradient_accumulation_steps = trainer.args.gradient_accumulation_steps # set by train() otherwise
-    def step(): trainer.training_step(model, next(batches)); opt.step(); opt.zero_grad(set_to_none=True) # the Trainer's autocast and backward
+    one, batches = _trainer_step(trainer, model), iter(trainer.get_train_dataloader())
+    step = lambda: one(next(batches))
     step()
     with profile(activities=[ProfilerActivity.CPU]) as prof: step()
     return prof.key_averages().table(sort_by='cpu_time_total', row_limit=row_limit)
@@ -567,9 +573,8 @@ def compile_gain(method:str, cfg:BenchConfig, steps:int=3) -> dict: # method; si
     "Seconds per training step of ours on `method`, eager and with its repeated blocks compiled (`train.compile_blocks`), and the compile time."
     _set_threads('ours', cfg.threads); _quiet()
     model, tok, trainer, _ = _arm_setup(method, 'ours', cfg, f'/tmp/ftnb-bench/compile-{method}')
-    opt, batch = trainer.create_optimizer(), next(iter(trainer.get_train_dataloader()))  # one batch: one shape, so one compilation
-    trainer.current_gradient_accumulation_steps = trainer.args.gradient_accumulation_steps
-    def step(): trainer.training_step(model, batch); opt.step(); opt.zero_grad(set_to_none=True)
+    one, batch = _trainer_step(trainer, model), next(iter(trainer.get_train_dataloader()))  # one batch: one shape, so one compilation
+    step = lambda: one(batch)
     def timed(n):
         t = time.perf_counter()
         for _ in range(n): step()
