@@ -19,10 +19,10 @@ from .core import Precision, TimeEstimate, format_duration, quiet_hf_bars, sync_
 # %% auto #0
 __all__ = ['trainer_precision', 'rng_state', 'set_rng_state', 'padded_positions', 'collect_batches', 'spread_indices', 'fit_line',
            'time_calls', 'micro_batch_seconds', 'warm_up', 'evaluation_count', 'save_count', 'TrainerEstimate',
-           'overhead_plan', 'plan_arguments', 'fit_overhead', 'step_fns', 'eval_seconds', 'checkpoint_bytes',
-           'write_speed', 'save_seconds', 'run_shape', 'total_train_steps', 'batch_shape', 'new_shape_seconds',
-           'timed_batches', 'step_seconds', 'estimate_trainer_time', 'matmul_weights', 'train_flops', 'counted_flops',
-           'mfu']
+           'overhead_plan', 'plan_arguments', 'same_on_every_rank', 'fit_overhead', 'step_fns', 'eval_seconds',
+           'checkpoint_bytes', 'write_speed', 'save_seconds', 'run_shape', 'total_train_steps', 'batch_shape',
+           'new_shape_seconds', 'timed_batches', 'step_seconds', 'estimate_trainer_time', 'matmul_weights',
+           'train_flops', 'counted_flops', 'mfu']
 
 # %% ../nbs/04a_estimate.ipynb #623b7d4a
 def trainer_precision(args:TrainingArguments) -> Precision: # the Trainer's arguments
@@ -192,6 +192,15 @@ def plan_arguments(args:TrainingArguments, # the run's arguments
         out['logging_steps'] = max(1, total_steps // loss_points)
     return out
 
+def same_on_every_rank(obj):
+    "Rank 0's `obj` on every process of a distributed run (`obj` itself otherwise)."
+    # under torchrun each process times its own steps; a schedule that differs between processes would leave one waiting
+    # in an evaluation's gather while the other trains on, so the plan is rank 0's everywhere
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1: return obj
+    box = [obj]; dist.broadcast_object_list(box, src=0)
+    return box[0]
+
 def fit_overhead(trainer:Trainer, # its arguments are changed to the plan
                  est:TrainerEstimate, # from `estimate_trainer_time`: steps, and what one evaluation and one checkpoint cost
                  budget:float|None=0.1, # share of the steps' time for evaluations and checkpoints; None = keep the schedule asked for
@@ -199,6 +208,7 @@ def fit_overhead(trainer:Trainer, # its arguments are changed to the plan
     "Thin the Trainer's evaluations and checkpoints to `budget` (`overhead_plan`); the estimate with the counts `train()` will now run."
     if budget is None: return est
     plan = overhead_plan(est.total_steps, est.seconds_per_step, est.seconds_per_eval, est.seconds_per_save, est.evaluations, est.saves, budget)
+    plan = same_on_every_rank(plan)
     plan = tuple(n if strategy != 'epoch' else asked  # one per epoch is kept: choosing the epochs chose it
                  for n, strategy, asked in zip(plan, (trainer.args.eval_strategy, trainer.args.save_strategy), (est.evaluations, est.saves)))
     for k, v in plan_arguments(trainer.args, est.total_steps, *plan, (est.evaluations, est.saves)).items(): setattr(trainer.args, k, v)

@@ -188,8 +188,10 @@ def instruct_trainer(model, tokenizer, # the seq2seq model and its tokenizer
 # %% ../nbs/14_flan_t5_instructions.ipynb #35a44ded
 def trainer_answers(trainer, tokenized_split) -> tuple: # a Seq2SeqTrainer; a tokenized split (e.g. `tokenized['test']`)
     "One evaluation by generation: its metrics (`eval_exact_match`, ...) and the answers it generated."
-    out = trainer.predict(tokenized_split, metric_key_prefix='eval')
-    return out.metrics, decode_eval_pred((out.predictions, out.label_ids), trainer.processing_class)[0]
+    out, n = trainer.predict(tokenized_split, metric_key_prefix='eval'), len(tokenized_split)
+    # under torchrun on CPUs every process generated the whole split and the gather stacked the copies (32 rows for 16):
+    # the first n rows are the split in order (a sharded gather gives exactly n)
+    return out.metrics, decode_eval_pred((out.predictions[:n], out.label_ids[:n]), trainer.processing_class)[0]
 
 def scores_by_task(ds, answers:list[str], # a split with `task` and `output` columns; one answer per row
                    top:int=8) -> pd.DataFrame: # the largest task groups kept

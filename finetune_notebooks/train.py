@@ -14,7 +14,7 @@ from transformers.trainer import DEFAULT_PROGRESS_CALLBACK
 from transformers.trainer_utils import get_last_checkpoint
 
 from .core import choose_precision, format_duration, get_device, quiet_hf_bars
-from .estimate import estimate_trainer_time, fit_overhead
+from .estimate import estimate_trainer_time, fit_overhead, same_on_every_rank
 from .metrics import eval_items
 
 # %% auto #0
@@ -399,8 +399,8 @@ def _compile_if_it_pays(trainer:Trainer, est, opts:RunOptions):
     "Compile the model's blocks when `should_compile` says so, estimate again (paying the compile), keep them only if steps got faster."
     model = trainer.model
     kind = getattr(getattr(model, 'config', None), 'model_type', None)
-    if not (opts.compile and should_compile(est.seconds_per_step * est.total_steps, sum(p.numel() for p in model.parameters()), trainer.args.device.type, kind)):
-        return est
+    pays = opts.compile and should_compile(est.seconds_per_step * est.total_steps, sum(p.numel() for p in model.parameters()), trainer.args.device.type, kind)
+    if not same_on_every_rank(pays): return est  # rank 0 decides: compiling estimates again, and that evaluates (a collective)
     start = time.perf_counter(); compile_blocks(model)
     compiled = estimate_trainer_time(trainer)
     spent = time.perf_counter() - start

@@ -97,7 +97,8 @@ def hidden_lines() -> dict:
             if c['cell_type'] == 'code' and re.search(r'^#\|\s*hide\s*$', src, re.M): hidden.setdefault(nb_path.stem, set()).update(lines)
             else: shown |= lines
     trivial = lambda l: len(l) < 20 or l.startswith(('#', 'import ', 'from '))
-    return {nb: sorted(l for l in ls if not trivial(l) and l not in shown) for nb, ls in hidden.items()}
+    shown_blob = '\n'.join(' '.join(l.split()) for l in shown) # a hidden line inside a shown one (`x = f()  # why`) is not distinctive
+    return {nb: sorted(l for l in ls if not trivial(l) and ' '.join(l.split()) not in shown_blob) for nb, ls in hidden.items()}
 
 
 def test_hidden_cells_give_distinctive_lines_to_look_for():

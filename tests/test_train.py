@@ -157,12 +157,16 @@ def test_seq2seq_eval_loss_is_the_token_mean(tmp_path):
     ds, coll = Dataset.from_list(rows), DataCollatorForSeq2Seq(tok, model=model, label_pad_token_id=-100)
     args = Seq2SeqTrainingArguments(**training_kwargs(tmp_path, per_device_eval_batch_size=3, save_strategy='no'))
     t = make_trainer(model, tok, args, ds, ds, collator=coll, trainer_cls=Seq2SeqTrainer)
+    eval_loss = t.evaluate()['eval_loss']
+    # by hand after the Trainer's evaluation: it sets config.use_cache=False, which moves T5's loss by ~2e-4 relative
     model.eval(); total = count = 0
     with torch.no_grad():
         for i in range(0, 10, 3):
             b = coll(rows[i:i + 3]); n = int((b['labels'] != -100).sum())
             total += model(**b).loss.item() * n; count += n
-    assert t.evaluate()['eval_loss'] == pytest.approx(total / count, rel=1e-4)
+    assert eval_loss == pytest.approx(total / count, rel=1e-5)
+    batch_mean = float(np.mean([model(**coll(rows[i:i + 3])).loss.item() for i in range(0, 10, 3)]))
+    assert abs(eval_loss - batch_mean) > 1e-3  # the batches hold 30, 14, 10 and 11 tokens: the Trainer's batch mean would differ
 
 
 def test_classifier_eval_loss_is_the_example_mean(tmp_path):
@@ -228,7 +232,7 @@ def test_compile_when_it_pays_leaves_an_eager_model(monkeypatch, tmp_path, capsy
     _, tok = load_model('tiny-gpt2')
     model = GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=len(tok), n_positions=64, pad_token_id=tok.pad_token_id))
     ds = joke_dataset().select(range(32)).map(lambda b: tok(b['text'], truncation=True, max_length=32), batched=True, remove_columns=['text'])
-    monkeypatch.setitem(train.COMPILE_PRIOR, 'cpu', dict(gain=1.0, seconds=0.0, min_params=0))
+    monkeypatch.setitem(train.COMPILE_PRIOR, 'cpu', dict(gain=1.0, seconds=0.0, min_params=0, model_types=('gpt2',)))
     t = make_trainer(model, tok, training_args(tmp_path, max_steps=4, per_device_train_batch_size=8, save_strategy='no', disable_tqdm=True),
                      ds, collator=DataCollatorForLanguageModeling(tok, mlm=False))
     m = train_with_estimate(t)
@@ -238,3 +242,23 @@ def test_compile_when_it_pays_leaves_an_eager_model(monkeypatch, tmp_path, capsy
     assert all(b._compiled_call_impl is None for b in model.transformer.h)  # eager again, for generation
     m = train_with_estimate(make_trainer(model, tok, t.args, ds, collator=DataCollatorForLanguageModeling(tok, mlm=False)), compile=False)
     assert m['compiled'] is False and m['compile_s'] is None
+
+
+def _plan_of_rank(rank, port, out):
+    "One process of a 2-process gloo group: each times differently, so each brings its own plan."
+    import torch.distributed as dist
+    from finetune_notebooks.estimate import same_on_every_rank
+    dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}', rank=rank, world_size=2)
+    try: out[rank] = same_on_every_rank((rank + 1, 10 * rank))
+    finally: dist.destroy_process_group()
+
+
+def test_every_rank_follows_rank_zeros_plan():
+    "Under torchrun the evaluation/checkpoint plan and the compile decision are rank 0's in every process (else a gather waits forever)."
+    import socket, torch.multiprocessing as mp
+    from finetune_notebooks.estimate import same_on_every_rank
+    assert same_on_every_rank((3, 4)) == (3, 4)  # one process: unchanged
+    with socket.socket() as s: s.bind(('127.0.0.1', 0)); port = s.getsockname()[1]
+    out = mp.Manager().dict()
+    mp.spawn(_plan_of_rank, args=(port, out), nprocs=2, join=True)
+    assert dict(out) == {0: (1, 0), 1: (1, 0)}
