@@ -217,7 +217,7 @@ def main(argv=None):
     for d in ('logs', 'executed', 'runs'): (work / d).mkdir(parents=True, exist_ok=True)
     src = snapshot(CHECKOUT, work / 'src', a.source)
     shutil.rmtree(work / 'nbs', ignore_errors=True); shutil.copytree(src / 'nbs', work / 'nbs') # never write into nbs/
-    venv = a.venv or work / 'venv'
+    venv = (a.venv or work / 'venv').absolute()  # items run in other folders: a relative --venv must not move with them
     rows = []
     try: install_args = with_extras(local_install_args(common_install_args(src / 'nbs'), src), a.extras) + a.pip
     except ValueError as e: print(f'colab_sim: {e}', file=sys.stderr); return 2
