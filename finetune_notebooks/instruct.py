@@ -189,8 +189,8 @@ def instruct_trainer(model, tokenizer, # the seq2seq model and its tokenizer
 def trainer_answers(trainer, tokenized_split) -> tuple: # a Seq2SeqTrainer; a tokenized split (e.g. `tokenized['test']`)
     "One evaluation by generation: its metrics (`eval_exact_match`, ...) and the answers it generated."
     out, n = trainer.predict(tokenized_split, metric_key_prefix='eval'), len(tokenized_split)
-    # under torchrun on CPUs every process generated the whole split and the gather stacked the copies (32 rows for 16):
-    # the first n rows are the split in order (a sharded gather gives exactly n)
+    # under torchrun accelerate's even_batches fills the last round with rows from the split's start and the gather kept
+    # those copies (32 rows for 16 with one batch of 16 and 2 processes): the first n rows are the split, in order
     return out.metrics, decode_eval_pred((out.predictions[:n], out.label_ids[:n]), trainer.processing_class)[0]
 
 def scores_by_task(ds, answers:list[str], # a split with `task` and `output` columns; one answer per row
