@@ -4,11 +4,12 @@
 
 # %% ../nbs/04_train.ipynb #916db607
 from __future__ import annotations
-import contextlib, contextvars, dataclasses, difflib, json, math, signal, sys, time
+import contextlib, contextvars, ctypes, dataclasses, difflib, json, math, platform, signal, sys, time
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
+from transformers.activations import ACT2CLS
 from transformers import GenerationMixin, PrinterCallback, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer import DEFAULT_PROGRESS_CALLBACK
 from transformers.trainer_utils import get_last_checkpoint
@@ -22,7 +23,8 @@ __all__ = ['OLD_NAMES', 'COMPILE_PRIOR', 'map_old_names', 'check_arg_names', 'tr
            'last_checkpoint', 'resume_hint', 'stopped_message', 'resuming_message', 'LossRule', 'TrainingDiverged',
            'divergence_message', 'LossWatchdog', 'in_notebook', 'ProgressTable', 'QuietSaves', 'is_causal_lm',
            'weigh_eval_losses', 'make_trainer', 'RunOptions', 'resolve_options', 'run_options', 'repeated_blocks',
-           'compile_blocks', 'uncompile_blocks', 'should_compile', 'train_with_estimate', 'trained_model']
+           'compile_blocks', 'uncompile_blocks', 'should_compile', 'fuse_gelu', 'keep_freed_memory', 'apply_speedups',
+           'train_with_estimate', 'trained_model']
 
 # %% ../nbs/04_train.ipynb #92b9e696
 def _ratio(r): return float(r)  # transformers 5.x: a float warmup_steps below 1 is a share of the run
@@ -318,14 +320,15 @@ def make_trainer(model, # the model to train
 # %% ../nbs/04_train.ipynb #432f5491
 @dataclasses.dataclass(frozen=True)
 class RunOptions:
-    "How `train_with_estimate` spends what is not training: the overhead budget and compilation (a config's fields of those names)."
+    "How `train_with_estimate` spends what is not training, and how fast it steps: the overhead budget, compilation, speed-ups (a config's fields of those names)."
     overhead:float|None=0.1 # share of the steps' time for evaluations and checkpoints during train(); None = the schedule as asked
     compile:bool=True # compile the model's blocks when the run is long enough to win the compile time back; False = never
+    speedups:bool=True # `apply_speedups` before estimating: the fused GELU, and freed memory kept on a Linux CPU; False = as they are
 
 _OPTIONS = contextvars.ContextVar('run_options', default=RunOptions())
 
 def resolve_options(config=None, # a `config.RunConfig` (its `overhead` and `compile` fields) or `RunOptions`; None = none
-                    **kw, # `overhead=`, `compile=` on top
+                    **kw, # `overhead=`, `compile=`, `speedups=` on top
                    ) -> RunOptions:
     "The options in force: those of `run_options` (or the defaults), then `config`'s fields, then `kw`."
     names = [f.name for f in dataclasses.fields(RunOptions)]
@@ -379,6 +382,35 @@ def should_compile(steps_s:float, # seconds the run's steps take, uncompiled
     if p is None or n_params < p['min_params'] or (model_type is not None and model_type not in p['model_types']): return False
     return p['gain'] * steps_s >= 2 * p['seconds']
 
+# %% ../nbs/04_train.ipynb #62646c48
+def fuse_gelu(model) -> int: # a model (or a peft model around one), changed in place
+    "Swap the tanh-approximated GELU modules that transformers writes in Python (`gelu_new`, `gelu_fast`) for PyTorch's one kernel of the same function; how many were swapped."
+    # transformers has the fused version ('gelu_pytorch_tanh') but builds each activation from the config's name when the
+    # model is made, and GPT-2's and Flan-T5's configs say 'gelu_new': so the built modules are swapped, the config is left alone
+    slow, fused = (ACT2CLS['gelu_new'], ACT2CLS['gelu_fast']), ACT2CLS['gelu_pytorch_tanh']
+    found = [(parent, name) for parent in model.modules() for name, child in parent.named_children() if type(child) in slow]
+    for parent, name in found: setattr(parent, name, fused())
+    return len(found)
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3 # glibc's malloc.h
+
+def keep_freed_memory() -> bool:
+    "On Linux with glibc, keep freed memory in the process for reuse, from now on; False where the C library is another."
+    # PyTorch's CPU allocator keeps no cache of its own (its CUDA one does), so every tensor is a malloc and a free
+    if platform.system() != 'Linux' or platform.libc_ver()[0] != 'glibc': return False
+    try: mallopt = ctypes.CDLL('libc.so.6').mallopt
+    except (OSError, AttributeError): return False
+    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+    # blocks up to 1 GB come from the heap instead of their own mapping; up to 2 GB free at the heap's top stay there
+    return bool(mallopt(_M_MMAP_THRESHOLD, 1 << 30)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
+
+def apply_speedups(model, # the model about to train, changed in place
+                   device=None, # where it trains; None = `core.get_device()`
+                  ) -> dict:
+    "`fuse_gelu` on the model, and `keep_freed_memory` when it trains on a CPU: what each did."
+    dev = torch.device(device) if device is not None else get_device()
+    return dict(fused_gelu=fuse_gelu(model), kept_freed_memory=dev.type == 'cpu' and keep_freed_memory())
+
 # %% ../nbs/04_train.ipynb #7e3c8c55
 def _callback(trainer, cls): return next((c for c in trainer.callback_handler.callbacks if isinstance(c, cls)), None)
 
@@ -412,12 +444,13 @@ def _compile_if_it_pays(trainer:Trainer, est, opts:RunOptions):
 def train_with_estimate(trainer:Trainer, # a Trainer (e.g. from `make_trainer`)
                         resume=False, # True = newest checkpoint in output_dir, or a checkpoint path
                         config=None, # a method's config: its `overhead` and `compile` fields (see `RunOptions`); None = `run_options`
-                        **options, # `overhead=`, `compile=`: see `RunOptions`
+                        **options, # `overhead=`, `compile=`, `speedups=`: see `RunOptions`
                        ) -> dict:
-    "Print the estimate (evaluations and checkpoints fitted to the overhead budget; blocks compiled if it pays), train with a progress table, and return runtime, tokens/s and the estimate."
+    "Print the estimate (after `apply_speedups`; evaluations and checkpoints fitted to the overhead budget; blocks compiled if it pays), train with a progress table, and return runtime, tokens/s and the estimate."
     opts = resolve_options(config, **options)
     ckpt = _resume_from(trainer, resume)
     done = _checkpoint_state(ckpt)
+    if opts.speedups: apply_speedups(trainer.model, trainer.args.device)
     est = _compile_if_it_pays(trainer, estimate_trainer_time(trainer), opts)
     if ckpt: print(resuming_message(ckpt, done.get('global_step', 0), est.total_steps))
     est = fit_overhead(trainer, est.remaining(done.get('global_step', 0)), opts.overhead); print(est)

@@ -172,3 +172,12 @@ def test_compile_gain_times_both_ways_and_restores_the_model(monkeypatch):
     assert (g['method'], g['size'], g['steps'], g['blocks']) == ('jokes', 'tiny', 2, 2)
     assert g['eager_s'] > 0 and g['compiled_s'] > 0 and g['compile_s'] >= 0
     assert math.isclose(g['gain'], 1 - g['compiled_s'] / g['eager_s'])
+
+
+def test_article001_limit_is_at_the_peak_of_ours_precision():
+    "With fp32 forced on a bf16 machine, the limit line divides by the fp32 peak and says so (it once printed the bf16 one)."
+    res = dict(machine=dict(peak_gflops={'fp32': 224.0, 'bf16': 949.0}, device_name='AMD EPYC', cpu_flags=['avx2'], load_average=[0.5]),
+               jokes=dict(ours=dict(precision='fp32', peak_gflops=224.0)), article001_model='GPT-2 124M', article001_projected_minutes=42.0,
+               article001_limit_minutes=34.0, article001_limit_multiple=1.25, article001_projected_minutes_baseline=275.0)
+    line = bench.article001_line(res)
+    assert '1.25x the physical limit of 34 min (100% of the fp32 peak, 224 GFLOP/s)' in line and '949' not in line

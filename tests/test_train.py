@@ -262,3 +262,64 @@ def test_every_rank_follows_rank_zeros_plan():
     out = mp.Manager().dict()
     mp.spawn(_plan_of_rank, args=(port, out), nprocs=2, join=True)
     assert dict(out) == {0: (1, 0), 1: (1, 0)}
+
+
+def _act_names(model): return sorted({type(m).__name__ for m in model.modules() if 'GELU' in type(m).__name__})
+
+
+def test_fuse_gelu_keeps_outputs_in_every_family():
+    "GPT-2 and gated-GELU T5 (Flan-T5's kind) get the one-kernel GELU with the same outputs; BERT's exact GELU is left alone."
+    from transformers import BertConfig, BertForSequenceClassification, GPT2Config, GPT2LMHeadModel, T5Config, T5ForConditionalGeneration
+    from finetune_notebooks.train import fuse_gelu
+    torch.manual_seed(0)
+    x = torch.randint(0, 100, (2, 12))
+    gpt2 = GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=100, n_positions=32)).eval()
+    t5 = T5ForConditionalGeneration(T5Config(vocab_size=100, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=2,
+                                             feed_forward_proj='gated-gelu', decoder_start_token_id=0)).eval()
+    bert = BertForSequenceClassification(BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                                    intermediate_size=64)).eval()
+    run = {'gpt2': lambda m: m(x).logits, 't5': lambda m: m(input_ids=x, decoder_input_ids=x[:, :5]).logits,
+           'bert': lambda m: m(x).logits}
+    for name, model, swaps in (('gpt2', gpt2, 2), ('t5', t5, 4), ('bert', bert, 0)):
+        with torch.no_grad(): before = run[name](model)
+        assert fuse_gelu(model) == swaps, name
+        with torch.no_grad(): assert torch.allclose(run[name](model), before, atol=1e-5), name
+    assert _act_names(gpt2) == _act_names(t5) == ['GELUTanh'] and _act_names(bert) == ['GELUActivation']
+    assert (gpt2.config.activation_function, t5.config.dense_act_fn) == ('gelu_new', 'gelu_new')  # saved configs unchanged
+
+
+def test_train_applies_speedups_unless_told_not_to(tmp_path):
+    model, tok = load_model('tiny-gpt2')
+    ds = joke_dataset().select(range(16)).map(lambda b: tok(b['text'], truncation=True, max_length=32), batched=True, remove_columns=['text'])
+    make = lambda m: make_trainer(m, tok, training_args(tmp_path, max_steps=2, per_device_train_batch_size=8, save_strategy='no', disable_tqdm=True),
+                                  ds, collator=DataCollatorForLanguageModeling(tok, mlm=False))
+    train_with_estimate(make(model), speedups=False)
+    assert _act_names(model) == ['NewGELUActivation']
+    train_with_estimate(make(model))
+    assert _act_names(model) == ['GELUTanh']
+
+
+_FAULTS = """
+import json, resource, torch
+from finetune_notebooks.train import keep_freed_memory
+def rounds(n=3, mb=128):
+    out = []
+    for _ in range(n):
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        t = torch.empty(mb * 2**20 // 4).fill_(1.0); del t
+        out.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    return out
+first = rounds(); kept = keep_freed_memory()
+print(json.dumps([first, kept, rounds()]))
+"""
+
+
+@pytest.mark.skipif(__import__('platform').libc_ver()[0] != 'glibc', reason='keep_freed_memory only changes glibc')
+def test_keep_freed_memory_reuses_pages():
+    "In a fresh process: every 128 MB allocation faults its 32,768 pages in again; after keep_freed_memory only the first does."
+    import subprocess, sys
+    out = subprocess.run([sys.executable, '-c', _FAULTS], capture_output=True, text=True, check=True, timeout=300)
+    first, kept, after = json.loads(out.stdout.strip().splitlines()[-1])
+    assert kept is True
+    assert min(first) > 30_000, first  # 128 MB = 32,768 pages of 4 KB, each round
+    assert max(after[1:]) < 1_000, after  # reused: no new pages
