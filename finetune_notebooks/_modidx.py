@@ -882,5 +882,6 @@ d = { 'settings': { 'branch': 'main',
                                                                                         'finetune_notebooks/train.py'),
                                           'finetune_notebooks.train.uncompile_blocks': ( 'train.html#uncompile_blocks',
                                                                                          'finetune_notebooks/train.py'),
+                                          'finetune_notebooks.train.unfuse_gelu': ('train.html#unfuse_gelu', 'finetune_notebooks/train.py'),
                                           'finetune_notebooks.train.weigh_eval_losses': ( 'train.html#weigh_eval_losses',
                                                                                           'finetune_notebooks/train.py')}}}

@@ -23,8 +23,8 @@ __all__ = ['OLD_NAMES', 'COMPILE_PRIOR', 'map_old_names', 'check_arg_names', 'tr
            'last_checkpoint', 'resume_hint', 'stopped_message', 'resuming_message', 'LossRule', 'TrainingDiverged',
            'divergence_message', 'LossWatchdog', 'in_notebook', 'ProgressTable', 'QuietSaves', 'is_causal_lm',
            'weigh_eval_losses', 'make_trainer', 'RunOptions', 'resolve_options', 'run_options', 'repeated_blocks',
-           'compile_blocks', 'uncompile_blocks', 'should_compile', 'fuse_gelu', 'keep_freed_memory', 'apply_speedups',
-           'train_with_estimate', 'trained_model']
+           'compile_blocks', 'uncompile_blocks', 'should_compile', 'fuse_gelu', 'unfuse_gelu', 'keep_freed_memory',
+           'apply_speedups', 'train_with_estimate', 'trained_model']
 
 # %% ../nbs/04_train.ipynb #92b9e696
 def _ratio(r): return float(r)  # transformers 5.x: a float warmup_steps below 1 is a share of the run
@@ -389,7 +389,15 @@ def fuse_gelu(model) -> int: # a model (or a peft model around one), changed in 
     # model is made, and GPT-2's and Flan-T5's configs say 'gelu_new': so the built modules are swapped, the config is left alone
     slow, fused = (ACT2CLS['gelu_new'], ACT2CLS['gelu_fast']), ACT2CLS['gelu_pytorch_tanh']
     found = [(parent, name) for parent in model.modules() for name, child in parent.named_children() if type(child) in slow]
-    for parent, name in found: setattr(parent, name, fused())
+    for parent, name in found:
+        swap = fused(); swap.__dict__['replaced'] = getattr(parent, name)  # kept aside, not registered as a submodule
+        setattr(parent, name, swap)
+    return len(found)
+
+def unfuse_gelu(model) -> int: # a model after `fuse_gelu`, changed in place
+    "Put back the modules `fuse_gelu` replaced, so the trained model computes bit for bit what a reloaded copy will; how many."
+    found = [(parent, name, child.replaced) for parent in model.modules() for name, child in parent.named_children() if hasattr(child, 'replaced')]
+    for parent, name, original in found: setattr(parent, name, original)
     return len(found)
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3 # glibc's malloc.h
@@ -407,7 +415,7 @@ def keep_freed_memory() -> bool:
 def apply_speedups(model, # the model about to train, changed in place
                    device=None, # where it trains; None = `core.get_device()`
                   ) -> dict:
-    "`fuse_gelu` on the model, and `keep_freed_memory` when it trains on a CPU: what each did."
+    "`fuse_gelu` on the model (`unfuse_gelu` after training), and `keep_freed_memory` when it trains on a CPU: what each did."
     dev = torch.device(device) if device is not None else get_device()
     return dict(fused_gelu=fuse_gelu(model), kept_freed_memory=dev.type == 'cpu' and keep_freed_memory())
 
@@ -451,12 +459,15 @@ def train_with_estimate(trainer:Trainer, # a Trainer (e.g. from `make_trainer`)
     ckpt = _resume_from(trainer, resume)
     done = _checkpoint_state(ckpt)
     if opts.speedups: apply_speedups(trainer.model, trainer.args.device)
-    est = _compile_if_it_pays(trainer, estimate_trainer_time(trainer), opts)
-    if ckpt: print(resuming_message(ckpt, done.get('global_step', 0), est.total_steps))
-    est = fit_overhead(trainer, est.remaining(done.get('global_step', 0)), opts.overhead); print(est)
-    try: out = trainer.train(resume_from_checkpoint=ckpt)
+    est = None
+    try:
+        est = _compile_if_it_pays(trainer, estimate_trainer_time(trainer), opts)
+        if ckpt: print(resuming_message(ckpt, done.get('global_step', 0), est.total_steps))
+        est = fit_overhead(trainer, est.remaining(done.get('global_step', 0)), opts.overhead); print(est)
+        out = trainer.train(resume_from_checkpoint=ckpt)
     finally:
-        if est.compile_seconds is not None: uncompile_blocks(trainer.model)  # generation after training changes shapes every token
+        if est is not None and est.compile_seconds is not None: uncompile_blocks(trainer.model)  # generation after training changes shapes every token
+        unfuse_gelu(trainer.model)  # the trained model as it was loaded: it then equals its saved and reloaded copy bit for bit
     dog, stop = _callback(trainer, LossWatchdog), _callback(trainer, GracefulStop)
     if dog is not None and dog.diverged: raise TrainingDiverged(dog.diverged)
     runtime, tokens = out.metrics['train_runtime'], trainer.state.num_input_tokens_seen or 0

@@ -289,24 +289,30 @@ def test_fuse_gelu_keeps_outputs_in_every_family():
 
 
 def test_train_applies_speedups_unless_told_not_to(tmp_path):
+    "train() steps with the fused GELU (not with speedups=False) and hands back the model with the modules it had."
     model, tok = load_model('tiny-gpt2')
     ds = joke_dataset().select(range(16)).map(lambda b: tok(b['text'], truncation=True, max_length=32), batched=True, remove_columns=['text'])
     make = lambda m: make_trainer(m, tok, training_args(tmp_path, max_steps=2, per_device_train_batch_size=8, save_strategy='no', disable_tqdm=True),
                                   ds, collator=DataCollatorForLanguageModeling(tok, mlm=False))
-    train_with_estimate(make(model), speedups=False)
-    assert _act_names(model) == ['NewGELUActivation']
-    train_with_estimate(make(model))
-    assert _act_names(model) == ['GELUTanh']
+    class Seen(TrainerCallback):  # the activations train() steps with
+        def on_step_begin(self, args, state, control, model=None, **kw): self.names = _act_names(model)
+    for speedups, during in ((False, ['NewGELUActivation']), (True, ['GELUTanh'])):
+        t = make(model); seen = Seen(); t.add_callback(seen)
+        train_with_estimate(t, speedups=speedups)
+        assert seen.names == during, speedups
+        assert _act_names(model) == ['NewGELUActivation']  # after training: the modules it was loaded with
 
 
 _FAULTS = """
-import json, resource, torch
+import ctypes, json, resource
 from finetune_notebooks.train import keep_freed_memory
-def rounds(n=3, mb=128):
+libc = ctypes.CDLL('libc.so.6'); libc.malloc.restype = ctypes.c_void_p; libc.free.argtypes = (ctypes.c_void_p,)
+libc.memset.argtypes = (ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t)
+def rounds(n=4, size=128 << 20):
     out = []
     for _ in range(n):
         before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-        t = torch.empty(mb * 2**20 // 4).fill_(1.0); del t
+        p = libc.malloc(size); libc.memset(p, 1, size); libc.free(p)
         out.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
     return out
 first = rounds(); kept = keep_freed_memory()
@@ -316,7 +322,7 @@ print(json.dumps([first, kept, rounds()]))
 
 @pytest.mark.skipif(__import__('platform').libc_ver()[0] != 'glibc', reason='keep_freed_memory only changes glibc')
 def test_keep_freed_memory_reuses_pages():
-    "In a fresh process: every 128 MB allocation faults its 32,768 pages in again; after keep_freed_memory only the first does."
+    "In a fresh process: every freed 128 MB block goes back to the kernel and faults its 32,768 pages in again; after keep_freed_memory only the first does."
     import subprocess, sys
     out = subprocess.run([sys.executable, '-c', _FAULTS], capture_output=True, text=True, check=True, timeout=300)
     first, kept, after = json.loads(out.stdout.strip().splitlines()[-1])
