@@ -249,8 +249,9 @@ def set_seed(seed:int=42) -> None: # the seed for python, numpy and torch
 
 # %% ../nbs/00_core.ipynb #992d39a8
 def format_duration(seconds:float) -> str: # a duration in seconds, >= 0
-    "A short human reading of a duration: '4.2 s', '45 s', '3 min 20 s', '2 h 05 min'."
+    "A short human reading of a duration: '34 ms', '4.2 s', '45 s', '3 min 20 s', '2 h 05 min'."
     if not seconds >= 0: raise ValueError(f'format_duration needs a duration >= 0 seconds, got {seconds!r}')
+    if seconds < 0.095: return f'{seconds * 1000:.0f} ms'  # a tiny model's evaluation: '34 ms', not '0.0 s'
     if seconds < 9.95: return f'{seconds:.1f} s'
     s = round(seconds)
     if s < 60: return f'{s} s'

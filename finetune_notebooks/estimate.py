@@ -18,11 +18,11 @@ from .core import Precision, TimeEstimate, format_duration, quiet_hf_bars, sync_
 
 # %% auto #0
 __all__ = ['trainer_precision', 'rng_state', 'set_rng_state', 'padded_positions', 'collect_batches', 'spread_indices', 'fit_line',
-           'time_calls', 'micro_batch_seconds', 'warm_up', 'evaluation_count', 'save_count', 'TrainerEstimate',
-           'overhead_plan', 'plan_arguments', 'same_on_every_rank', 'fit_overhead', 'step_fns', 'eval_seconds',
-           'checkpoint_bytes', 'write_speed', 'save_seconds', 'run_shape', 'total_train_steps', 'batch_shape',
-           'new_shape_seconds', 'timed_batches', 'step_seconds', 'estimate_trainer_time', 'matmul_weights',
-           'train_flops', 'counted_flops', 'mfu']
+           'time_calls', 'micro_batch_seconds', 'warm_up', 'settled_seconds', 'evaluation_count', 'save_count',
+           'TrainerEstimate', 'overhead_plan', 'plan_arguments', 'same_on_every_rank', 'fit_overhead', 'step_fns',
+           'eval_seconds', 'checkpoint_bytes', 'write_speed', 'save_seconds', 'run_shape', 'total_train_steps',
+           'batch_shape', 'new_shape_seconds', 'timed_batches', 'step_seconds', 'estimate_trainer_time',
+           'matmul_weights', 'train_flops', 'counted_flops', 'mfu']
 
 # %% ../nbs/04a_estimate.ipynb #623b7d4a
 def trainer_precision(args:TrainingArguments) -> Precision: # the Trainer's arguments
@@ -95,8 +95,8 @@ def micro_batch_seconds(sizes:list, # positions of every batch of one epoch
 
 # %% ../nbs/04a_estimate.ipynb #b637a3ae
 def warm_up(step, # one untimed training step
-            min_steps:int=1, # run at least this many
-            max_steps:int=4, # and at most this many
+            min_steps:int=3, # run at least this many (on a CPU the second step can be the slowest)
+            max_steps:int=5, # and at most this many
             clock=time.perf_counter, # seconds; replace to test
            ) -> list[float]:
     "Run `step` at least `min_steps` times and again while it still gets 20% faster; the seconds of each call."
@@ -104,6 +104,10 @@ def warm_up(step, # one untimed training step
     while len(secs) < min_steps or (len(secs) < max_steps and (len(secs) < 2 or secs[-1] < 0.8 * secs[-2])):
         secs += time_calls(lambda _: step(), [None], clock=clock)
     return secs
+
+def settled_seconds(secs:list) -> float: # seconds of each warm-up call, as `warm_up` returns them
+    "Seconds of a settled call: the mean of the last two (`warm_up` stopped because they no longer got 20% faster)."
+    return sum(secs[-2:]) / len(secs[-2:])
 
 # %% ../nbs/04a_estimate.ipynb #96a3114e
 def _interval(every:float, total:int) -> int: return math.ceil(total * every) if every < 1 else int(every)
@@ -320,7 +324,7 @@ def timed_batches(total_steps:int, # optimizer steps of the run
     return k if shapes == 1 else max(k, 2)
 
 def step_seconds(trainer:Trainer, # a Trainer, before `train()`
-                 warmup_steps:int=1, # untimed steps first, on a batch of median size
+                 warmup_steps:int=3, # untimed steps first, on a batch of median size (at least; see `warm_up`)
                  timed_steps:int=4, # at most this many batches timed, spread from the smallest to the largest
                  total_steps:int|None=None, # steps to extrapolate to; None = the Trainer's count
                 ) -> tuple[float, int, int, object]:
@@ -333,22 +337,25 @@ def step_seconds(trainer:Trainer, # a Trainer, before `train()`
     backward, update, opt = step_fns(trainer); trainer.model.train()
     median, parts = batches[spread_indices(sizes, 1)[0]], []  # parts: (backward, update) seconds of each warm-up step
     step = lambda: parts.append((time_calls(backward, [median])[0], time_calls(update, [None])[0]))
-    if warmup_steps: warm_up(step, warmup_steps, warmup_steps + 3)
+    if warmup_steps: warm_up(step, warmup_steps, warmup_steps + 2)
     n_micro = total * n_batches / per_epoch  # micro-batches in the run
     k = timed_batches(total, shapes, timed_steps) or (0 if parts else 1)
-    if k == 0:  # one batch shape, a short run: the last warm-up step was a warm step of that very shape
-        return (n_micro * (parts[-1][0] + load_s) + total * parts[-1][1]) / max(total, 1), total, epochs, opt
-    picked, cold, warm, up = spread_indices(sizes, k), [], [], []
+    settled = [settled_seconds([p[j] for p in parts]) for j in (0, 1)] if parts else None  # backward, update
+    if k == 0:  # one batch shape, a short run: the settled warm-up steps were warm steps of that very shape
+        return (n_micro * (settled[0] + load_s) + total * settled[1]) / max(total, 1), total, epochs, opt
+    picked, cold, warm, up, secs_of = spread_indices(sizes, k), [], [], [], []
     for i in picked:  # each batch twice, each time followed by an update as in training: a new shape is slow once, then warm
+        if settled and batch_shape(batches[i]) == batch_shape(median):  # the warm-up ran this very shape: its settled steps are the timing
+            secs_of.append(settled[0]); up.append(settled[1]); continue
         cold += time_calls(backward, [batches[i]]); update()
-        warm += time_calls(backward, [batches[i]]); up += time_calls(update, [None])
-    secs = (micro_batch_seconds(sizes, [sizes[i] for i in picked], list(map(min, cold, warm)), n_micro) + n_micro * load_s
+        warm += time_calls(backward, [batches[i]]); up += time_calls(update, [None]); secs_of.append(min(cold[-1], warm[-1]))
+    secs = (micro_batch_seconds(sizes, [sizes[i] for i in picked], secs_of, n_micro) + n_micro * load_s
             + total * sum(up) / len(up) + new_shape_seconds(cold, warm, min(shapes, n_micro)))
     return secs / max(total, 1), total, epochs, opt
 
 # %% ../nbs/04a_estimate.ipynb #0cfcffac
 def estimate_trainer_time(trainer:Trainer, # a Trainer, before `train()`
-                          warmup_steps:int=1, # untimed steps first (kernel loading, allocation)
+                          warmup_steps:int=3, # untimed steps first (kernel loading, allocation; at least, see `warm_up`)
                           timed_steps:int=4, # at most this many batches timed, spread over the run's batch sizes
                           total_steps:int|None=None, # steps to extrapolate to; None = the Trainer's count
                           eval_batches:int=1, # eval batches timed (if `train()` evaluates)
