@@ -24,7 +24,7 @@ __all__ = ['OLD_NAMES', 'COMPILE_PRIOR', 'map_old_names', 'check_arg_names', 'tr
            'divergence_message', 'LossWatchdog', 'in_notebook', 'ProgressTable', 'QuietSaves', 'is_causal_lm',
            'weigh_eval_losses', 'make_trainer', 'RunOptions', 'resolve_options', 'run_options', 'repeated_blocks',
            'compile_blocks', 'uncompile_blocks', 'should_compile', 'fuse_gelu', 'unfuse_gelu', 'keep_freed_memory',
-           'apply_speedups', 'train_with_estimate', 'trained_model']
+           'KeptMemory', 'apply_speedups', 'train_with_estimate', 'trained_model']
 
 # %% ../nbs/04_train.ipynb #92b9e696
 def _ratio(r): return float(r)  # transformers 5.x: a float warmup_steps below 1 is a share of the run
@@ -402,20 +402,34 @@ def unfuse_gelu(model) -> int: # a model after `fuse_gelu`, changed in place
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3 # glibc's malloc.h
 
-def keep_freed_memory() -> bool:
-    "On Linux with glibc, keep freed memory in the process for reuse, from now on; False where the C library is another."
+def keep_freed_memory(keep:bool=True, # False = release: big blocks get their own mapping again
+                     ) -> bool:
+    "On Linux with glibc, keep freed memory in the process for reuse (or stop keeping it), from now on; False where the C library is another."
     # PyTorch's CPU allocator keeps no cache of its own (its CUDA one does), so every tensor is a malloc and a free
     if platform.system() != 'Linux' or platform.libc_ver()[0] != 'glibc': return False
     try: mallopt = ctypes.CDLL('libc.so.6').mallopt
     except (OSError, AttributeError): return False
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
-    # blocks up to 1 GB come from the heap instead of their own mapping; up to 2 GB free at the heap's top stay there
-    return bool(mallopt(_M_MMAP_THRESHOLD, 1 << 30)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
+    # kept: blocks up to 1 GB come from the heap instead of their own mapping; up to 2 GB free at the heap's top stay there.
+    # released: where glibc's adaptive thresholds settle (32 MB, trim at twice that). A buffer that grows (safetensors' file
+    # image, torch.save's) is then moved by remapping its pages; kept, each growth copies it: a 1.5 GB checkpoint took 3.4 s, not 0.6
+    mmap, trim = (1 << 30, 2**31 - 1) if keep else (32 << 20, 64 << 20)
+    return bool(mallopt(_M_MMAP_THRESHOLD, mmap)) and bool(mallopt(_M_TRIM_THRESHOLD, trim))
+
+class KeptMemory(TrainerCallback):
+    "Freed memory kept (`keep_freed_memory`) while the Trainer steps; released when a checkpoint may be written next, and when training ends."
+    def _may_save(self, args, control) -> bool: return control.should_save or (control.should_evaluate and args.save_strategy == 'best')
+    def on_step_begin(self, args, state, control, **kw): keep_freed_memory()
+    def on_step_end(self, args, state, control, **kw):
+        if self._may_save(args, control): keep_freed_memory(False)  # the Trainer evaluates and saves right after the callbacks
+    def on_epoch_end(self, args, state, control, **kw):
+        if self._may_save(args, control): keep_freed_memory(False)
+    def on_train_end(self, args, state, control, **kw): keep_freed_memory(False)
 
 def apply_speedups(model, # the model about to train, changed in place
                    device=None, # where it trains; None = `core.get_device()`
                   ) -> dict:
-    "`fuse_gelu` on the model (`unfuse_gelu` after training), and `keep_freed_memory` when it trains on a CPU: what each did."
+    "`fuse_gelu` on the model (`unfuse_gelu` after training), and `keep_freed_memory` when it trains on a CPU (`KeptMemory` while training): what each did."
     dev = torch.device(device) if device is not None else get_device()
     return dict(fused_gelu=fuse_gelu(model), kept_freed_memory=dev.type == 'cpu' and keep_freed_memory())
 
@@ -458,7 +472,8 @@ def train_with_estimate(trainer:Trainer, # a Trainer (e.g. from `make_trainer`)
     opts = resolve_options(config, **options)
     ckpt = _resume_from(trainer, resume)
     done = _checkpoint_state(ckpt)
-    if opts.speedups: apply_speedups(trainer.model, trainer.args.device)
+    kept = opts.speedups and apply_speedups(trainer.model, trainer.args.device)['kept_freed_memory']
+    if kept: trainer.add_callback(KeptMemory)  # last: it sees the save the other callbacks ask for
     est = None
     try:
         est = _compile_if_it_pays(trainer, estimate_trainer_time(trainer), opts)
@@ -468,6 +483,7 @@ def train_with_estimate(trainer:Trainer, # a Trainer (e.g. from `make_trainer`)
     finally:
         if est is not None and est.compile_seconds is not None: uncompile_blocks(trainer.model)  # generation after training changes shapes every token
         unfuse_gelu(trainer.model)  # the trained model as it was loaded: it then equals its saved and reloaded copy bit for bit
+        if kept: trainer.remove_callback(KeptMemory); keep_freed_memory(False)  # saving and generating after training: released
     dog, stop = _callback(trainer, LossWatchdog), _callback(trainer, GracefulStop)
     if dog is not None and dog.diverged: raise TrainingDiverged(dog.diverged)
     runtime, tokens = out.metrics['train_runtime'], trainer.state.num_input_tokens_seen or 0

@@ -328,17 +328,41 @@ def rounds(n=4, size=128 << 20):
         p = libc.malloc(size); libc.memset(p, 1, size); libc.free(p)
         out.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
     return out
-first = rounds(); kept = keep_freed_memory()
-print(json.dumps([first, kept, rounds()]))
+first = rounds(); kept = keep_freed_memory(); after = rounds()
+released = keep_freed_memory(False)
+print(json.dumps([first, kept, after, released, rounds()]))
 """
 
 
 @pytest.mark.skipif(__import__('platform').libc_ver()[0] != 'glibc', reason='keep_freed_memory only changes glibc')
 def test_keep_freed_memory_reuses_pages():
-    "In a fresh process: every freed 128 MB block goes back to the kernel and faults its 32,768 pages in again; after keep_freed_memory only the first does."
+    "In a fresh process: every freed 128 MB block goes back to the kernel and faults its 32,768 pages in again; after keep_freed_memory only the first does; released, every one again."
     import subprocess, sys
     out = subprocess.run([sys.executable, '-c', _FAULTS], capture_output=True, text=True, check=True, timeout=300)
-    first, kept, after = json.loads(out.stdout.strip().splitlines()[-1])
-    assert kept is True
+    first, kept, after, released, again = json.loads(out.stdout.strip().splitlines()[-1])
+    assert kept is True and released is True
     assert min(first) > 30_000, first  # 128 MB = 32,768 pages of 4 KB, each round
     assert max(after[1:]) < 1_000, after  # reused: no new pages
+    assert min(again[1:]) > 30_000, again  # released: a block over 32 MB has its own mapping again
+
+
+def test_memory_is_kept_for_steps_and_released_for_saves(tmp_path, monkeypatch):
+    "With the speed-ups, freed memory is kept while the Trainer steps, released for each checkpoint (growing buffers are copied on the heap) and after training."
+    import finetune_notebooks.train as train_mod
+    state, calls = [None], []
+    def fake(keep=True): state[0] = keep; calls.append(keep); return True
+    monkeypatch.setattr(train_mod, 'keep_freed_memory', fake)
+    model, tok = load_model('tiny-gpt2')
+    ds = joke_dataset().select(range(16)).map(lambda b: tok(b['text'], truncation=True, max_length=32), batched=True, remove_columns=['text'])
+    class Seen(TrainerCallback):  # runs before KeptMemory, which train_with_estimate adds last
+        steps, saves = [], []
+        def on_step_end(self, *a, **kw): self.steps.append(state[0])
+        def on_save(self, *a, **kw): self.saves.append(state[0])
+    for speedups in (False, True):
+        args = training_args(tmp_path / str(speedups), max_steps=2, per_device_train_batch_size=8, save_steps=1, disable_tqdm=True)
+        t = make_trainer(model, tok, args, ds, collator=DataCollatorForLanguageModeling(tok, mlm=False))
+        seen = Seen(); seen.steps, seen.saves = [], []; t.add_callback(seen)
+        train_with_estimate(t, speedups=speedups, overhead=None)
+        if not speedups: assert calls == [] and seen.saves == [None, None]; continue
+        assert seen.steps == [True, True] and seen.saves == [False, False], (seen.steps, seen.saves)
+        assert state[0] is False and not any(isinstance(c, train_mod.KeptMemory) for c in t.callback_handler.callbacks)
