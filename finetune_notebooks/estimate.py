@@ -285,15 +285,26 @@ def write_speed(folder=None, # where checkpoints go (its nearest existing parent
         start = clock(); torch.save(x, Path(tmp) / 'probe.pt')
         return nbytes / max(clock() - start, 1e-9)
 
+def _write_seconds(model, opt, folder, clock=time.perf_counter) -> float:
+    "Seconds to write the model (`save_pretrained`, safetensors) and the optimizer state into a temporary folder beside `folder`."
+    d = Path(folder)
+    while not d.is_dir() and d != d.parent: d = d.parent
+    with tempfile.TemporaryDirectory(dir=d) as tmp, quiet_hf_bars():
+        start = clock(); model.save_pretrained(tmp); torch.save(opt.state_dict(), Path(tmp) / 'optimizer.pt')
+        return clock() - start
+
 def save_seconds(trainer:Trainer, opt, # the Trainer; an optimizer with state (after a step)
                  speed:float|None=None, # bytes per second; None = measure (`write_speed`)
                  most:int=256 * 2**20, # the largest probe file
                 ) -> float:
-    "Seconds to write one checkpoint: its bytes (`checkpoint_bytes`) over the write speed of a probe of its size, up to `most`."
-    # the probe's size matters: a 16 MB file lands in the page cache (2.9 GB/s on a 2-core VM) while the Trainer's
-    # 1.5 GB GPT-2 checkpoints took 3.3 s each there (0.45 GB/s; a 256 MB probe measured 0.43)
+    "Seconds to write one checkpoint: up to `most` bytes, the time to write its weights and optimizer state; beyond, its bytes over a probe's write speed."
     nbytes = checkpoint_bytes(trainer.model, opt)
-    return nbytes / (speed or write_speed(trainer.args.output_dir, max(min(nbytes, most), 2**20)))
+    if speed: return nbytes / speed
+    # a small checkpoint is cheaper to write than to model: its files' fixed costs outweigh its bytes (tiny-gpt2: 11 MB)
+    if nbytes <= most: return _write_seconds(trainer.model, opt, trainer.args.output_dir)
+    # a big one is modelled, and the probe's size matters: a 16 MB file lands in the page cache (2.9 GB/s on a 2-core VM)
+    # while the Trainer's 1.5 GB GPT-2 checkpoints took 3.3 s each there (0.45 GB/s; a 256 MB probe measured 0.43)
+    return nbytes / write_speed(trainer.args.output_dir, most)
 
 # %% ../nbs/04a_estimate.ipynb #ebe20108
 def run_shape(trainer:Trainer, loader=None) -> tuple[int, int, int, int]: # the Trainer; its train DataLoader
