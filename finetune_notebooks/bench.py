@@ -558,14 +558,16 @@ def _trainer_step(trainer, model): # a Trainer and its model
     def step(batch): trainer.training_step(model, batch); opt.step(); opt.zero_grad(set_to_none=True)
     return step
 
+_WARMUP_STEPS = 3 # untimed steps before a profile or a timing, as `estimate.warm_up` runs at least
+
 def profile_step(method:str, arm:str, cfg:BenchConfig, row_limit:int=12) -> str: # which arm; sizes; rows to show
-    "A torch.profiler table of one Trainer training step and optimizer step of `arm` (after one warm-up step), by total CPU time."
+    "A torch.profiler table of one Trainer training step and optimizer step of `arm` (after three warm-up steps), by total CPU time."
     from torch.profiler import ProfilerActivity, profile
     _set_threads(arm, cfg.threads); _quiet()
     model, tok, trainer, _ = _arm_setup(method, arm, cfg, f'/tmp/ftnb-bench/profile-{method}-{arm}')
-    one, batches = _trainer_step(trainer, model), iter(trainer.get_train_dataloader())
+    one, batches = _trainer_step(trainer, model), itertools.cycle(trainer.get_train_dataloader())
     step = lambda: one(next(batches))
-    step()
+    for _ in range(_WARMUP_STEPS): step()  # on a CPU the second step can be the slowest: its page faults would fill the table
     with profile(activities=[ProfilerActivity.CPU]) as prof: step()
     return prof.key_averages().table(sort_by='cpu_time_total', row_limit=row_limit)
 
@@ -580,7 +582,7 @@ def compile_gain(method:str, cfg:BenchConfig, steps:int=3) -> dict: # method; si
         t = time.perf_counter()
         for _ in range(n): step()
         return (time.perf_counter() - t) / n
-    step()  # warm-up: the optimizer's state, the first kernels
+    for _ in range(_WARMUP_STEPS): step()  # warm-up: the optimizer's state, the first kernels, the heap
     eager = timed(steps)
     t = time.perf_counter(); n_blocks = compile_blocks(model); step(); first = time.perf_counter() - t
     compiled = timed(steps)

@@ -106,8 +106,9 @@ def warm_up(step, # one untimed training step
     return secs
 
 def settled_seconds(secs:list) -> float: # seconds of each warm-up call, as `warm_up` returns them
-    "Seconds of a settled call: the mean of the last two (`warm_up` stopped because they agreed)."
-    return sum(secs[-2:]) / len(secs[-2:])
+    "Seconds of a settled call: the faster of the last two (`warm_up` stopped because they agreed, or after its most)."
+    # the faster, not the mean: what slows a step after the warm-up (page faults, another process) comes and goes
+    return min(secs[-2:])
 
 # %% ../nbs/04a_estimate.ipynb #96a3114e
 def _interval(every:float, total:int) -> int: return math.ceil(total * every) if every < 1 else int(every)
@@ -362,8 +363,9 @@ def step_seconds(trainer:Trainer, # a Trainer, before `train()`
         return (n_micro * (settled[0] + load_s) + total * settled[1]) / max(total, 1), total, epochs, opt
     picked, cold, warm, up, secs_of = spread_indices(sizes, k), [], [], [], []
     for i in picked:  # each batch twice, each time followed by an update as in training: a new shape is slow once, then warm
-        if settled and batch_shape(batches[i]) == batch_shape(median):  # the warm-up ran this very shape: its settled steps are the timing
-            secs_of.append(settled[0]); up.append(settled[1]); continue
+        if settled and batch_shape(batches[i]) == batch_shape(median):  # the warm-up ran this very shape: one more step, no first call
+            # the later of two steps is the nearer to steady (a padded GPT-2 step took 3.7 s in the warm-up, 2.75 s in training)
+            secs_of += [min(settled[0], *time_calls(backward, [batches[i]]))]; up += time_calls(update, [None]); continue
         cold += time_calls(backward, [batches[i]]); update()
         warm += time_calls(backward, [batches[i]]); up += time_calls(update, [None]); secs_of.append(min(cold[-1], warm[-1]))
     secs = (micro_batch_seconds(sizes, [sizes[i] for i in picked], secs_of, n_micro) + n_micro * load_s
