@@ -274,23 +274,25 @@ def checkpoint_bytes(model, opt=None) -> int: # the model; the optimizer, after 
     state = [v for s in (opt.state.values() if opt is not None else ()) for v in s.values() if torch.is_tensor(v)]
     return sum(tensors.values()) + sum(v.numel() * v.element_size() for v in state)
 
+def _scratch_parent(folder=None) -> Path: # where checkpoints go; None = the temporary folder
+    "The nearest existing folder at or above `folder`: where a timed write can make its temporary folder on the same file system."
+    d = Path(folder) if folder is not None else Path(tempfile.gettempdir())
+    while not d.is_dir() and d != d.parent: d = d.parent
+    return d
+
 def write_speed(folder=None, # where checkpoints go (its nearest existing parent is used); None = the temporary folder
                 nbytes:int=256 * 2**20, # size of the probe file
                 clock=time.perf_counter, # seconds; replace to test
                ) -> float:
     "Bytes per second `torch.save` sustains into `folder`'s file system (a probe file of `nbytes`, removed after)."
-    d = Path(folder) if folder is not None else Path(tempfile.gettempdir())
-    while not d.is_dir() and d != d.parent: d = d.parent
-    with tempfile.TemporaryDirectory(dir=d) as tmp:
+    with tempfile.TemporaryDirectory(dir=_scratch_parent(folder)) as tmp:
         x = torch.empty(nbytes // 4)
         start = clock(); torch.save(x, Path(tmp) / 'probe.pt')
         return nbytes / max(clock() - start, 1e-9)
 
 def _write_seconds(model, opt, folder, clock=time.perf_counter) -> float:
     "Seconds to write the model (`save_pretrained`, safetensors) and the optimizer state into a temporary folder beside `folder`."
-    d = Path(folder)
-    while not d.is_dir() and d != d.parent: d = d.parent
-    with tempfile.TemporaryDirectory(dir=d) as tmp, quiet_hf_bars():
+    with tempfile.TemporaryDirectory(dir=_scratch_parent(folder)) as tmp, quiet_hf_bars():
         start = clock(); model.save_pretrained(tmp); torch.save(opt.state_dict(), Path(tmp) / 'optimizer.pt')
         return clock() - start
 
@@ -364,7 +366,7 @@ def step_seconds(trainer:Trainer, # a Trainer, before `train()`
     picked, cold, warm, up, secs_of = spread_indices(sizes, k), [], [], [], []
     for i in picked:  # each batch twice, each time followed by an update as in training: a new shape is slow once, then warm
         if settled and batch_shape(batches[i]) == batch_shape(median):  # the warm-up ran this very shape: one more step, no first call
-            # the later of two steps is the nearer to steady (a padded GPT-2 step took 3.7 s in the warm-up, 2.75 s in training)
+            # the faster of the settled time and this later step: slow steps can outlast a warm-up (the padded GPT-2 baseline)
             secs_of += [min(settled[0], *time_calls(backward, [batches[i]]))]; up += time_calls(update, [None]); continue
         cold += time_calls(backward, [batches[i]]); update()
         warm += time_calls(backward, [batches[i]]); up += time_calls(update, [None]); secs_of.append(min(cold[-1], warm[-1]))

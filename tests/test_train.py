@@ -49,6 +49,7 @@ def test_estimate_restores_weights_and_counts_steps(gpt2, tmp_path):
 
 
 def test_one_shape_run_is_timed_once_after_its_warm_up(gpt2, tmp_path, monkeypatch):
+    "A batch picked for timing that has the warm-up's shape is stepped once more, not twice: it has no first call to count."
     import finetune_notebooks.estimate as estimate_mod
     model, tok, ds, _ = gpt2
     coll = DataCollatorForLanguageModeling(tok, mlm=False, pad_to_multiple_of=64)  # 48 jokes / batch 8: six 8 x 64 batches, one shape
@@ -358,13 +359,13 @@ def test_memory_is_kept_for_steps_and_released_for_saves(tmp_path, monkeypatch):
     model, tok = load_model('tiny-gpt2')
     ds = joke_dataset().select(range(16)).map(lambda b: tok(b['text'], truncation=True, max_length=32), batched=True, remove_columns=['text'])
     class Seen(TrainerCallback):  # runs before KeptMemory, which train_with_estimate adds last
-        steps, saves = [], []
+        def __init__(self): self.steps, self.saves = [], []
         def on_step_end(self, *a, **kw): self.steps.append(state[0])
         def on_save(self, *a, **kw): self.saves.append(state[0])
     for speedups in (False, True):
         args = training_args(tmp_path / str(speedups), max_steps=2, per_device_train_batch_size=8, save_steps=1, disable_tqdm=True)
         t = make_trainer(model, tok, args, ds, collator=DataCollatorForLanguageModeling(tok, mlm=False))
-        seen = Seen(); seen.steps, seen.saves = [], []; t.add_callback(seen)
+        seen = Seen(); t.add_callback(seen)
         train_with_estimate(t, speedups=speedups, overhead=None)
         if not speedups: assert calls == [] and seen.saves == [None, None]; continue
         assert seen.steps == [True, True] and seen.saves == [False, False], (seen.steps, seen.saves)
